@@ -1,0 +1,3 @@
+"""dbsize: database-capacity statistics service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from dbsize.cli import main
+
+main()

@@ -1,0 +1,68 @@
+"""Settings: the only module that reads the environment (prefix ``DBSIZE_``)."""
+
+from __future__ import annotations
+
+from datetime import time
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/dbsize"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DBSIZE_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    timezone: str = "UTC"
+
+    # arq queue; tests give every run its own queue so runs never see each other's jobs.
+    queue_name: str = "dbsize:queue"
+
+    # Aggregation
+    trend_threshold_percent: float = Field(default=5.0, ge=0)
+
+    # Jobs
+    cron_enabled: bool = True
+    cron_time: time = time(4, 0)
+    job_lease_seconds: int = Field(default=60, ge=5, le=3600)
+    job_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    job_max_attempts: int = Field(default=3, ge=1)
+    worker_poll_delay_seconds: float = Field(default=0.05, gt=0)
+    worker_max_jobs: int = Field(default=4, ge=1)
+    long_poll_max_seconds: int = Field(default=30, ge=0)
+    idempotency_key_ttl_hours: int = Field(default=24, ge=1)
+
+    # Samples
+    retention_months: int = Field(default=0, ge=0, description="0 keeps every partition")
+    partitions_ahead_months: int = Field(default=3, ge=1)
+    max_samples_per_request: int = Field(default=50_000, ge=1)
+
+    # Logging
+    log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+    log_level: str = "INFO"
+
+    # Embedded servers (dbsize up --embedded)
+    embedded_dir: str = "var/embedded"
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def explicitly_set(self, name: str) -> bool:
+        return name in self.model_fields_set
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

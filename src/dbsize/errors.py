@@ -1,0 +1,175 @@
+"""The DbsizeError family and the one handler that renders RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://dbsize.dev/problems/"
+
+log = logging.getLogger("dbsize.errors")
+
+
+class DbsizeError(Exception):
+    """A failure the caller can act on; carries its HTTP status and a stable problem type."""
+
+    status: int = 500
+    title: str = "Internal error"
+    type_slug: str = "internal"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+        self.extensions = extensions
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        return problem(
+            self.status,
+            self.title,
+            self.detail,
+            type_slug=self.type_slug,
+            instance=instance,
+            errors=self.errors,
+            **self.extensions,
+        )
+
+
+class NotFound(DbsizeError):
+    status, title, type_slug = 404, "Not found", "not-found"
+
+
+class Conflict(DbsizeError):
+    status, title, type_slug = 409, "Conflict", "conflict"
+
+
+class InvalidInput(DbsizeError):
+    status, title, type_slug = 422, "Invalid input", "invalid-input"
+
+
+class PayloadTooLarge(DbsizeError):
+    status, title, type_slug = 413, "Payload too large", "payload-too-large"
+
+
+class ServiceUnavailable(DbsizeError):
+    status, title, type_slug = 503, "Service unavailable", "service-unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 5, **extensions: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)}, **extensions)
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    type_slug: str | None = None,
+    instance: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    **extensions: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + type_slug if type_slug else "about:blank",
+        "title": title,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    body.update(extensions)
+    return body
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=headers
+    )
+
+
+def _pointer(loc: tuple[Any, ...]) -> str:
+    return "#/" + "/".join(str(part) for part in loc)
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"pointer": _pointer(tuple(err.get("loc", ()))), "detail": err.get("msg", "invalid")}
+        for err in exc.errors()
+    ]
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """Connection-level failures of PostgreSQL or Redis: the caller should retry later."""
+    import asyncpg
+    import redis.exceptions
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(
+        exc,
+        ConnectionError
+        | OSError
+        | TimeoutError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.ConnectionDoesNotExistError
+        | asyncpg.exceptions.TooManyConnectionsError
+        | redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError,
+    )
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DbsizeError)
+    async def _dbsize_error(request: Request, exc: DbsizeError) -> JSONResponse:
+        return problem_response(exc.to_problem(request.url.path), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        body = problem(
+            422,
+            "Invalid input",
+            "The request does not match the schema; see errors.",
+            type_slug="invalid-input",
+            instance=request.url.path,
+            errors=validation_errors(exc),
+        )
+        return problem_response(body)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body = problem(exc.status_code, str(exc.detail), instance=request.url.path)
+        return problem_response(body, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        if _is_unavailable(exc):
+            body = problem(
+                503,
+                "Service unavailable",
+                "PostgreSQL or Redis is not reachable; retry later.",
+                type_slug="service-unavailable",
+                instance=request.url.path,
+            )
+            return problem_response(body, {"Retry-After": "5"})
+        log.exception("unhandled error on %s", request.url.path)
+        body = problem(500, "Internal error", type_slug="internal", instance=request.url.path)
+        return problem_response(body)

@@ -1,0 +1,77 @@
+"""Instance rules: unique names, history kept on deactivation, no silent loss on delete."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dbsize.errors import Conflict, NotFound
+from dbsize.instances.models import Instance
+from dbsize.instances.repository import InstanceRepository
+from dbsize.instances.schemas import InstanceCreate, InstanceUpdate
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == "23505" or "unique" in str(exc.orig).lower()
+
+
+class InstanceService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.repository = InstanceRepository(session)
+
+    async def create(self, data: InstanceCreate) -> Instance:
+        try:
+            return await self.repository.insert(data.model_dump())
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise Conflict(f"an instance named {data.name!r} already exists") from exc
+            raise
+
+    async def get(self, instance_id: int) -> Instance:
+        instance = await self.repository.get(instance_id)
+        if instance is None:
+            raise NotFound(f"instance {instance_id} does not exist")
+        return instance
+
+    async def list(
+        self,
+        *,
+        after_id: int | None,
+        limit: int,
+        db_type: str | None,
+        is_active: bool | None,
+        name_contains: str | None,
+    ) -> Sequence[Instance]:
+        return await self.repository.list_page(
+            after_id=after_id,
+            limit=limit,
+            db_type=db_type,
+            is_active=is_active,
+            name_contains=name_contains,
+        )
+
+    async def update(self, instance_id: int, data: InstanceUpdate) -> Instance:
+        values = data.model_dump(exclude_unset=True)
+        if not values:
+            return await self.get(instance_id)
+        try:
+            instance = await self.repository.update(instance_id, values)
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise Conflict(f"an instance named {values.get('name')!r} already exists") from exc
+            raise
+        if instance is None:
+            raise NotFound(f"instance {instance_id} does not exist")
+        return instance
+
+    async def delete(self, instance_id: int, *, purge: bool) -> None:
+        await self.get(instance_id)
+        if not purge and await self.repository.has_samples(instance_id):
+            raise Conflict(
+                f"instance {instance_id} has size history; deactivate it with "
+                'PATCH {"is_active": false} to keep the history, or DELETE ?purge=true to '
+                "erase it with its samples and statistics"
+            )
+        await self.repository.delete(instance_id)

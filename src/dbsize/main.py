@@ -1,0 +1,59 @@
+"""App factory. The lifespan builds the engine, the sessionmaker and the arq client once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from dbsize import __version__
+from dbsize.config import Settings, get_settings
+from dbsize.db import create_engine, create_sessionmaker
+from dbsize.errors import install_handlers
+from dbsize.health import router as health_router
+from dbsize.instances.endpoints import router as instances_router
+from dbsize.jobs.endpoints import router as jobs_router
+from dbsize.redis import create_arq_redis
+from dbsize.samples.endpoints import router as samples_router
+
+DESCRIPTION = """
+Database-capacity statistics: collectors post daily size samples; aggregation jobs turn them into
+daily, weekly (ISO), monthly and quarterly statistics per database and per instance.
+
+**Errors** are RFC 9457 `application/problem+json` everywhere.
+
+**Jobs** are long-running operations: `POST /v1/aggregation-jobs` answers `202` with a `Location`;
+poll it honouring `Retry-After` (or use `If-None-Match`, `?wait=` long-poll, or the SSE `events`
+stream). Job records are kept at least 30 days; `Idempotency-Key` values are remembered 24 hours.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.arq = create_arq_redis(settings.redis_url, settings.queue_name)
+        try:
+            yield
+        finally:
+            await app.state.arq.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="dbsize",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_handlers(app)
+    app.include_router(health_router)
+    app.include_router(instances_router)
+    app.include_router(samples_router)
+    app.include_router(jobs_router)
+    return app
