@@ -21,7 +21,9 @@ def _where(url: str) -> str:
 async def check_postgres(database_url: str, *, connect_timeout: float = 3.0) -> None:
     dsn = make_url(database_url).set(drivername="postgresql", database="postgres")
     try:
-        conn = await asyncpg.connect(dsn.render_as_string(hide_password=False), timeout=connect_timeout)
+        conn = await asyncpg.connect(
+            dsn.render_as_string(hide_password=False), timeout=connect_timeout
+        )
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise Unreachable(
             f"PostgreSQL at {_where(database_url)} is not reachable ({type(exc).__name__}: "
@@ -31,7 +33,9 @@ async def check_postgres(database_url: str, *, connect_timeout: float = 3.0) -> 
 
 
 async def check_redis(redis_url: str, *, connect_timeout: float = 3.0) -> None:
-    client = Redis.from_url(redis_url, socket_connect_timeout=timeout, socket_timeout=connect_timeout)
+    client = Redis.from_url(
+        redis_url, socket_connect_timeout=connect_timeout, socket_timeout=connect_timeout
+    )
     try:
         await asyncio.wait_for(client.ping(), connect_timeout)
     except Exception as exc:
