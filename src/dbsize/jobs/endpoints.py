@@ -1,5 +1,329 @@
+"""HTTP for aggregation jobs: submit (202 + Location), poll (ETag/304, Retry-After, long-poll),
+list, records, SSE events, cancel, retry. Rules live in service.py; this speaks HTTP only."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from sse_starlette.sse import EventSourceResponse
+
+from dbsize.config import Settings
+from dbsize.db import session_scope
+from dbsize.errors import ServiceUnavailable
+from dbsize.jobs.models import (
+    TERMINAL_JOB_STATUSES,
+    AggregationJob,
+    JobPeriodResult,
+    JobStatus,
+    RecordStatus,
+    Trigger,
+)
+from dbsize.jobs.queue import enqueue_or_leave_for_sweeper
+from dbsize.jobs.repository import JobRepository
+from dbsize.jobs.schemas import (
+    JobCounters,
+    JobCreate,
+    JobLinks,
+    JobProgress,
+    JobRead,
+    JobRecordRead,
+    PeriodResultRead,
+)
+from dbsize.jobs.service import JobService, Submission
+from dbsize.openapi_docs import PROBLEM_RESPONSES
+from dbsize.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
+
+router = APIRouter(
+    prefix="/v1/aggregation-jobs", tags=["aggregation jobs"], responses=PROBLEM_RESPONSES
+)
+
+POLL_INTERVAL_SECONDS = 0.2
+RETRY_AFTER_SECONDS = "1"
+
+
+def _view(
+    job: AggregationJob, periods: list[JobPeriodResult], *, coalesced: bool = False
+) -> JobRead:
+    base = f"/v1/aggregation-jobs/{job.id}"
+    counters = JobCounters(
+        total_instances=job.total_instances,
+        succeeded_instances=job.succeeded_instances,
+        failed_instances=job.failed_instances,
+        skipped_instances=job.skipped_instances,
+        cancelled_instances=job.cancelled_instances,
+    )
+    order = {p: i for i, p in enumerate(job.periods)}
+    return JobRead(
+        id=job.id,
+        status=JobStatus(job.status),
+        done=job.status in TERMINAL_JOB_STATUSES,
+        trigger=Trigger(job.trigger),
+        scope=job.scope_kind,
+        request=job.request,
+        progress=JobProgress(
+            periods_done=job.periods_done,
+            periods_total=job.periods_total,
+            current_period=job.current_period,
+            percent=round(100 * job.periods_done / job.periods_total, 1),
+        ),
+        counters=counters,
+        **counters.model_dump(),
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        cancel_requested=job.cancel_requested,
+        retry_of=job.retry_of,
+        coalesced=coalesced,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        heartbeat_at=job.heartbeat_at,
+        finished_at=job.finished_at,
+        period_results=[
+            PeriodResultRead(
+                period_type=p.period_type,
+                status=p.status,
+                window_start=p.window_start,
+                window_end=p.window_end,
+                database_rows=p.database_rows,
+                instance_rows=p.instance_rows,
+                covered_instances=len(p.covered_instance_ids),
+                instances_without_samples=len(p.no_sample_instance_ids),
+                duration_ms=p.duration_ms,
+                error=p.error,
+            )
+            for p in sorted(periods, key=lambda p: order.get(p.period_type, 99))
+        ],
+        error=job.error,
+        links=JobLinks.model_validate(
+            {
+                "self": base,
+                "instances": f"{base}/instances",
+                "events": f"{base}/events",
+                "cancel": f"{base}/cancel",
+                "retry": f"{base}/retry",
+            }
+        ),
+    )
+
+
+def _etag(job: AggregationJob) -> str:
+    return f'W/"{job.id}-{job.version}"'
+
+
+def _job_response(view: JobRead, job: AggregationJob, status_code: int = 200) -> JSONResponse:
+    headers = {"ETag": _etag(job), "Cache-Control": "no-cache"}
+    if job.status not in TERMINAL_JOB_STATUSES:
+        headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return JSONResponse(view.model_dump(mode="json", by_alias=True), status_code, headers)
+
+
+async def _load(
+    request: Request, job_id: uuid.UUID
+) -> tuple[AggregationJob, list[JobPeriodResult]]:
+    async with session_scope(request.app.state.sessionmaker) as session:
+        service = JobService(session, request.app.state.settings)
+        job = await service.get(job_id)
+        return job, list(await service.period_results(job_id))
+
+
+async def _require_redis(request: Request) -> None:
+    try:
+        await asyncio.wait_for(request.app.state.arq.ping(), 2)
+    except Exception as exc:
+        raise ServiceUnavailable(
+            "Redis is not reachable, so the job was not created; retry later",
+            retry_after=5,
+        ) from exc
+
+
+async def _accepted(request: Request, submission: Submission) -> JSONResponse:
+    job = submission.job
+    if submission.created:
+        await enqueue_or_leave_for_sweeper(request.app.state.arq, job.id, job.attempt)
+    _, periods = await _load(request, job.id)
+    view = _view(job, periods, coalesced=not submission.created and not submission.replayed)
+    response = _job_response(view, job, status.HTTP_202_ACCEPTED)
+    response.headers["Location"] = f"/v1/aggregation-jobs/{job.id}"
+    response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    if submission.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses={202: {"description": "Accepted (or an equal active job, `coalesced: true`)"}},
+)
+async def submit_job(
+    request: Request,
+    body: JobCreate | None = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=255,
+            description="Same key and body returns the same job for 24 h; another body is a 422.",
+        ),
+    ] = None,
+) -> JSONResponse:
+    """Start an aggregation job. Validation happens now (422); the work happens on the worker.
+
+    Without a scope the job aggregates the periods containing today. An equal request while an
+    equal job is queued or running returns that job (`coalesced: true`)."""
+    settings: Settings = request.app.state.settings
+    await _require_redis(request)
+    async with session_scope(request.app.state.sessionmaker) as session:
+        submission = await JobService(session, settings).submit(
+            body or JobCreate(), trigger=Trigger.api, idempotency_key=idempotency_key
+        )
+    return await _accepted(request, submission)
+
+
+@router.get("", response_model=Page[JobRead])
+async def list_jobs(
+    request: Request,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+    trigger: Trigger | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: str | None = None,
+) -> Page[JobRead]:
+    """Jobs, newest first (at most 500 per page)."""
+    after = None
+    if cursor:
+        created, id_ = decode_cursor(cursor, 2)
+        after = (datetime.fromisoformat(created), uuid.UUID(id_))
+    async with session_scope(request.app.state.sessionmaker) as session:
+        repo = JobRepository(session)
+        jobs = await repo.list_jobs(
+            limit=limit + 1,
+            after=after,
+            status=status_,
+            trigger=trigger,
+            created_after=created_after,
+            created_before=created_before,
+        )
+        page = list(jobs[:limit])
+        views = [_view(job, list(await repo.period_results(job.id))) for job in page]
+    next_cursor = (
+        encode_cursor(page[-1].created_at.isoformat(), str(page[-1].id))
+        if len(jobs) > limit
+        else None
+    )
+    return Page(items=views, next_cursor=next_cursor, limit=limit)
+
+
+@router.get(
+    "/{job_id}",
+    response_model=JobRead,
+    responses={304: {"description": "Not modified since the ETag given in If-None-Match"}},
+)
+async def get_job(
+    request: Request,
+    job_id: uuid.UUID,
+    wait: Annotated[
+        int,
+        Query(ge=0, description="Long-poll: wait up to this many seconds (capped) for a change"),
+    ] = 0,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The job's truth, read from the ledger. Honour `Retry-After` between polls."""
+    settings: Settings = request.app.state.settings
+    deadline = asyncio.get_running_loop().time() + min(wait, settings.long_poll_max_seconds)
+    while True:
+        job, periods = await _load(request, job_id)
+        unchanged = if_none_match is not None and if_none_match == _etag(job)
+        waiting_for_end = if_none_match is None and job.status not in TERMINAL_JOB_STATUSES
+        settled = job.status in TERMINAL_JOB_STATUSES
+        if (
+            settled
+            or not (unchanged or waiting_for_end)
+            or asyncio.get_running_loop().time() >= deadline
+        ):
+            break
+        await asyncio.sleep(POLL_INTERVAL_SECONDS)
+    if unchanged:
+        headers = {"ETag": _etag(job)}
+        if not settled:
+            headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return _job_response(_view(job, periods), job)
+
+
+@router.get("/{job_id}/instances", response_model=Page[JobRecordRead])
+async def list_job_instances(
+    request: Request,
+    job_id: uuid.UUID,
+    status_: Annotated[RecordStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: str | None = None,
+) -> Page[JobRecordRead]:
+    """The job's per-instance sync records."""
+    after = int(decode_cursor(cursor, 1)[0]) if cursor else None
+    async with session_scope(request.app.state.sessionmaker) as session:
+        await JobService(session, request.app.state.settings).get(job_id)
+        rows = await JobRepository(session).list_records(
+            job_id, status=status_, after_instance_id=after, limit=limit + 1
+        )
+    items = [JobRecordRead.model_validate(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(items[-1].instance_id) if len(rows) > limit else None
+    return Page(items=items, next_cursor=next_cursor, limit=limit)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
+)
+async def job_events(request: Request, job_id: uuid.UUID) -> EventSourceResponse:
+    """Server-Sent Events: one `job` event per change of status or progress; the stream ends
+    after the terminal status."""
+    await _load(request, job_id)  # 404 before the stream starts
+
+    async def events() -> AsyncIterator[dict[str, Any]]:
+        last_version = -1
+        while True:
+            job, periods = await _load(request, job_id)
+            if job.version != last_version:
+                last_version = job.version
+                yield {
+                    "event": "job",
+                    "id": str(job.version),
+                    "data": json.dumps(_view(job, periods).model_dump(mode="json", by_alias=True)),
+                }
+            if job.status in TERMINAL_JOB_STATUSES or await request.is_disconnected():
+                return
+            await asyncio.sleep(POLL_INTERVAL_SECONDS)
+
+    return EventSourceResponse(events(), ping=15)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobRead,
+    responses={202: {"description": "Cancel requested; a running job stops between periods"}},
+)
+async def cancel_job(request: Request, job_id: uuid.UUID) -> JSONResponse:
+    """Cancel: a queued job is cancelled at once (200); a running job stops cooperatively between
+    periods (202); every unsettled record becomes `cancelled`. A terminal job is a 409."""
+    async with session_scope(request.app.state.sessionmaker) as session:
+        job, settled_now = await JobService(session, request.app.state.settings).cancel(job_id)
+    job, periods = await _load(request, job_id)
+    return _job_response(_view(job, periods), job, 200 if settled_now else 202)
+
+
+@router.post("/{job_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=JobRead)
+async def retry_job(request: Request, job_id: uuid.UUID) -> JSONResponse:
+    """A new job for this job's failed and cancelled instances and the periods they missed."""
+    await _require_redis(request)
+    async with session_scope(request.app.state.sessionmaker) as session:
+        submission = await JobService(session, request.app.state.settings).retry(job_id)
+    return await _accepted(request, submission)

@@ -1,0 +1,417 @@
+"""Every query of the job ledger. Transitions are guarded ``UPDATE … WHERE status IN (…)``
+statements: zero rows updated means the transition was refused, and callers handle it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dbsize.aggregation.schemas import PeriodResult
+from dbsize.jobs.models import (
+    ACTIVE_JOB_STATUSES,
+    AggregationJob,
+    JobInstanceRecord,
+    JobPeriodResult,
+    JobStatus,
+    RecordStatus,
+)
+
+_ACTIVE = [s.value for s in ACTIVE_JOB_STATUSES]
+
+# Counters are always recomputed from the records inside the statement that sets a terminal
+# status: there is no tally kept anywhere else (the trigger re-checks it).
+_FINISH_SQL = text(
+    """
+    UPDATE aggregation_jobs AS j
+       SET status = :status,
+           error = CAST(:error AS jsonb),
+           finished_at = now(),
+           lease_token = NULL,
+           current_period = NULL,
+           total_instances = c.total,
+           succeeded_instances = c.succeeded,
+           failed_instances = c.failed,
+           skipped_instances = c.skipped,
+           cancelled_instances = c.cancelled
+      FROM (SELECT count(*)::int AS total,
+                   count(*) FILTER (WHERE status = 'succeeded')::int AS succeeded,
+                   count(*) FILTER (WHERE status = 'failed')::int AS failed,
+                   count(*) FILTER (WHERE status = 'skipped')::int AS skipped,
+                   count(*) FILTER (WHERE status = 'cancelled')::int AS cancelled
+              FROM aggregation_job_instances WHERE job_id = :job_id) AS c
+     WHERE j.id = :job_id
+       AND j.status IN ('queued', 'running')
+       AND (CAST(:token AS uuid) IS NULL OR j.lease_token = CAST(:token AS uuid))
+    RETURNING j.id
+    """
+)
+
+# One statement settles every record of the job from the recorded period results: an instance
+# fails when any requested period failed for it (listing those periods), is skipped when no
+# period found a sample for it, and succeeds otherwise.
+_SETTLE_FROM_RESULTS_SQL = text(
+    """
+    WITH outcome AS (
+        SELECT r.instance_id,
+               COALESCE(array_agg(p.period_type ORDER BY array_position(
+                            ARRAY['daily', 'weekly', 'monthly', 'quarterly'], p.period_type::text))
+                        FILTER (WHERE p.status = 'failed'
+                                AND r.instance_id = ANY(p.covered_instance_ids)),
+                        '{}') AS failed_periods,
+               string_agg(p.period_type || ': ' || COALESCE(p.error->>'detail', 'failed'), '; '
+                          ORDER BY p.period_type)
+                   FILTER (WHERE p.status = 'failed'
+                           AND r.instance_id = ANY(p.covered_instance_ids)) AS error,
+               bool_and(r.instance_id = ANY(p.no_sample_instance_ids)) AS no_samples
+          FROM aggregation_job_instances AS r
+          JOIN aggregation_job_periods AS p ON p.job_id = r.job_id
+         WHERE r.job_id = :job_id AND r.status IN ('pending', 'running')
+         GROUP BY r.instance_id
+    )
+    UPDATE aggregation_job_instances AS r
+       SET status = CASE WHEN cardinality(o.failed_periods) > 0 THEN 'failed'
+                         WHEN o.no_samples THEN 'skipped'
+                         ELSE 'succeeded' END,
+           failed_periods = o.failed_periods,
+           error = o.error
+      FROM outcome AS o
+     WHERE r.job_id = :job_id AND r.instance_id = o.instance_id
+    """
+)
+
+
+class JobRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- submission -----------------------------------------------------------------------
+
+    async def find_by_idempotency_key(self, key: str) -> AggregationJob | None:
+        query = select(AggregationJob).where(AggregationJob.idempotency_key == key)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def forget_idempotency_key(self, job_id: uuid.UUID) -> None:
+        await self.session.execute(
+            update(AggregationJob)
+            .where(AggregationJob.id == job_id)
+            .values(idempotency_key=None, idempotency_fingerprint=None)
+        )
+
+    async def insert_job(self, values: dict[str, Any]) -> bool:
+        """Insert unless an equal job is active, or the key or cron tick is taken."""
+        statement = insert(AggregationJob).values(**values).on_conflict_do_nothing()
+        result = await self.session.execute(statement.returning(AggregationJob.id))
+        return result.scalar_one_or_none() is not None
+
+    async def find_active_by_dedup_key(self, dedup_key: str) -> AggregationJob | None:
+        query = select(AggregationJob).where(
+            AggregationJob.dedup_key == dedup_key, AggregationJob.status.in_(_ACTIVE)
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def find_by_cron_tick(self, tick: datetime) -> AggregationJob | None:
+        query = select(AggregationJob).where(AggregationJob.cron_tick == tick)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def insert_records(self, job_id: uuid.UUID, instance_ids: Sequence[int]) -> int:
+        result = await self.session.execute(
+            text(
+                "INSERT INTO aggregation_job_instances (job_id, instance_id, instance_name) "
+                "SELECT :job_id, id, name FROM instances WHERE id = ANY(:ids)"
+            ),
+            {"job_id": job_id, "ids": list(instance_ids)},
+        )
+        count: int = result.rowcount  # type: ignore[attr-defined]
+        await self.session.execute(
+            update(AggregationJob).where(AggregationJob.id == job_id).values(total_instances=count)
+        )
+        return count
+
+    # --- reads ------------------------------------------------------------------------------
+
+    async def get(self, job_id: uuid.UUID) -> AggregationJob | None:
+        query = select(AggregationJob).where(AggregationJob.id == job_id)
+        return (
+            await self.session.execute(query.execution_options(populate_existing=True))
+        ).scalar_one_or_none()
+
+    async def version(self, job_id: uuid.UUID) -> tuple[int, str] | None:
+        row = (
+            await self.session.execute(
+                select(AggregationJob.version, AggregationJob.status).where(
+                    AggregationJob.id == job_id
+                )
+            )
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    async def period_results(self, job_id: uuid.UUID) -> Sequence[JobPeriodResult]:
+        query = select(JobPeriodResult).where(JobPeriodResult.job_id == job_id)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def list_jobs(
+        self,
+        *,
+        limit: int,
+        after: tuple[datetime, uuid.UUID] | None,
+        status: str | None,
+        trigger: str | None,
+        created_after: datetime | None,
+        created_before: datetime | None,
+    ) -> Sequence[AggregationJob]:
+        query = (
+            select(AggregationJob)
+            .order_by(AggregationJob.created_at.desc(), AggregationJob.id.desc())
+            .limit(limit)
+        )
+        if after is not None:
+            created, id_ = after
+            query = query.where(
+                or_(
+                    AggregationJob.created_at < created,
+                    and_(AggregationJob.created_at == created, AggregationJob.id < id_),
+                )
+            )
+        if status:
+            query = query.where(AggregationJob.status == status)
+        if trigger:
+            query = query.where(AggregationJob.trigger == trigger)
+        if created_after:
+            query = query.where(AggregationJob.created_at >= created_after)
+        if created_before:
+            query = query.where(AggregationJob.created_at < created_before)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def list_records(
+        self, job_id: uuid.UUID, *, status: str | None, after_instance_id: int | None, limit: int
+    ) -> Sequence[JobInstanceRecord]:
+        query = (
+            select(JobInstanceRecord)
+            .where(JobInstanceRecord.job_id == job_id)
+            .order_by(JobInstanceRecord.instance_id)
+            .limit(limit)
+        )
+        if status:
+            query = query.where(JobInstanceRecord.status == status)
+        if after_instance_id is not None:
+            query = query.where(JobInstanceRecord.instance_id > after_instance_id)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def retry_targets(self, job_id: uuid.UUID) -> tuple[list[int], set[str], bool]:
+        """Instances that failed or were cancelled, the periods that failed, any cancelled."""
+        rows = (
+            await self.session.execute(
+                select(
+                    JobInstanceRecord.instance_id,
+                    JobInstanceRecord.status,
+                    JobInstanceRecord.failed_periods,
+                )
+                .where(
+                    JobInstanceRecord.job_id == job_id,
+                    JobInstanceRecord.status.in_([RecordStatus.failed, RecordStatus.cancelled]),
+                )
+                .order_by(JobInstanceRecord.instance_id)
+            )
+        ).all()
+        periods: set[str] = set()
+        any_cancelled = False
+        for _, status, failed_periods in rows:
+            periods.update(failed_periods)
+            any_cancelled = any_cancelled or status == RecordStatus.cancelled
+        return [row[0] for row in rows], periods, any_cancelled
+
+    # --- worker transitions -----------------------------------------------------------------
+
+    async def claim(self, job_id: uuid.UUID, token: uuid.UUID) -> AggregationJob | None:
+        """queued -> running for this attempt; records pending -> running."""
+        result = await self.session.execute(
+            update(AggregationJob)
+            .where(AggregationJob.id == job_id, AggregationJob.status == JobStatus.queued)
+            .values(
+                status=JobStatus.running,
+                lease_token=token,
+                attempt=AggregationJob.attempt + 1,
+                started_at=text("COALESCE(started_at, now())"),
+                heartbeat_at=text("now()"),
+                periods_done=0,
+                current_period=None,
+            )
+            .returning(AggregationJob)
+        )
+        job = result.scalar_one_or_none()
+        if job is not None:
+            await self.session.execute(
+                update(JobInstanceRecord)
+                .where(
+                    JobInstanceRecord.job_id == job_id,
+                    JobInstanceRecord.status == RecordStatus.pending,
+                )
+                .values(status=RecordStatus.running)
+            )
+        return job
+
+    async def owns(self, job_id: uuid.UUID, token: uuid.UUID, **values: Any) -> bool:
+        """Update the running job this attempt holds; False when the lease was lost."""
+        result = await self.session.execute(
+            update(AggregationJob)
+            .where(
+                AggregationJob.id == job_id,
+                AggregationJob.status == JobStatus.running,
+                AggregationJob.lease_token == token,
+            )
+            .values(heartbeat_at=text("now()"), **values)
+            .returning(AggregationJob.cancel_requested)
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def cancel_requested(self, job_id: uuid.UUID) -> bool:
+        return bool(
+            await self.session.scalar(
+                select(AggregationJob.cancel_requested).where(AggregationJob.id == job_id)
+            )
+        )
+
+    async def insert_period_results(
+        self, job_id: uuid.UUID, results: Sequence[PeriodResult]
+    ) -> None:
+        if not results:
+            return
+        rows = [
+            {
+                "job_id": job_id,
+                "period_type": r.period_type.value,
+                "status": r.status.value,
+                "window_start": r.window.start if r.window else None,
+                "window_end": r.window.end if r.window else None,
+                "database_rows": r.database_rows,
+                "instance_rows": r.instance_rows,
+                "covered_instance_ids": list(r.instance_ids),
+                "no_sample_instance_ids": list(r.instance_ids_without_samples),
+                "duration_ms": r.duration_ms,
+                "error": (
+                    {
+                        "code": r.error.code,
+                        "detail": r.error.detail,
+                        "level": r.error.level.value if r.error.level else None,
+                    }
+                    if r.error
+                    else None
+                ),
+            }
+            for r in results
+        ]
+        await self.session.execute(insert(JobPeriodResult), rows)
+
+    async def settle_records_from_results(self, job_id: uuid.UUID) -> None:
+        await self.session.execute(_SETTLE_FROM_RESULTS_SQL, {"job_id": job_id})
+
+    async def settle_unsettled_records(
+        self, job_id: uuid.UUID, status: RecordStatus, error: str | None
+    ) -> None:
+        await self.session.execute(
+            update(JobInstanceRecord)
+            .where(
+                JobInstanceRecord.job_id == job_id,
+                JobInstanceRecord.status.in_([RecordStatus.pending, RecordStatus.running]),
+            )
+            .values(status=status, error=error)
+        )
+
+    async def finish(
+        self,
+        job_id: uuid.UUID,
+        status: JobStatus,
+        *,
+        token: uuid.UUID | None,
+        error: dict[str, Any] | None = None,
+    ) -> bool:
+        result = await self.session.execute(
+            _FINISH_SQL.bindparams(bindparam("token", type_=None)),
+            {
+                "job_id": job_id,
+                "status": status.value,
+                "error": json.dumps(error) if error else None,
+                "token": str(token) if token else None,
+            },
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def release(self, job_id: uuid.UUID, token: uuid.UUID) -> bool:
+        """running -> queued (a transient failure will retry); records back to pending."""
+        result = await self.session.execute(
+            update(AggregationJob)
+            .where(
+                AggregationJob.id == job_id,
+                AggregationJob.lease_token == token,
+                AggregationJob.status == JobStatus.running,
+            )
+            .values(status=JobStatus.queued, lease_token=None, current_period=None, periods_done=0)
+            .returning(AggregationJob.id)
+        )
+        if result.scalar_one_or_none() is None:
+            return False
+        await self._records_back_to_pending(job_id)
+        return True
+
+    async def _records_back_to_pending(self, job_id: uuid.UUID) -> None:
+        await self.session.execute(
+            update(JobInstanceRecord)
+            .where(
+                JobInstanceRecord.job_id == job_id, JobInstanceRecord.status == RecordStatus.running
+            )
+            .values(status=RecordStatus.pending)
+        )
+
+    async def request_cancel(self, job_id: uuid.UUID) -> bool:
+        result = await self.session.execute(
+            update(AggregationJob)
+            .where(AggregationJob.id == job_id, AggregationJob.status == JobStatus.running)
+            .values(cancel_requested=True)
+            .returning(AggregationJob.id)
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def lock_queued(self, job_id: uuid.UUID) -> bool:
+        """Row-lock a queued job so a worker cannot claim it while we cancel it."""
+        result = await self.session.execute(
+            select(AggregationJob.id)
+            .where(AggregationJob.id == job_id, AggregationJob.status == JobStatus.queued)
+            .with_for_update()
+        )
+        return result.scalar_one_or_none() is not None
+
+    # --- sweeper ----------------------------------------------------------------------------
+
+    async def stale_running_jobs(self, lease_seconds: int) -> Sequence[AggregationJob]:
+        query = (
+            select(AggregationJob)
+            .where(
+                AggregationJob.status == JobStatus.running,
+                AggregationJob.heartbeat_at
+                < text(f"now() - interval '{int(lease_seconds)} seconds'"),
+            )
+            .with_for_update(skip_locked=True)
+        )
+        return (await self.session.execute(query)).scalars().all()
+
+    async def requeue_stale(self, job_id: uuid.UUID) -> None:
+        await self.session.execute(
+            update(AggregationJob)
+            .where(AggregationJob.id == job_id, AggregationJob.status == JobStatus.running)
+            .values(status=JobStatus.queued, lease_token=None, current_period=None, periods_done=0)
+        )
+        await self._records_back_to_pending(job_id)
+
+    async def queued_jobs_older_than(self, seconds: float) -> Sequence[AggregationJob]:
+        query = select(AggregationJob).where(
+            AggregationJob.status == JobStatus.queued,
+            AggregationJob.updated_at < text(f"now() - interval '{float(seconds)} seconds'"),
+        )
+        return (await self.session.execute(query)).scalars().all()

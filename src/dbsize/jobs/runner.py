@@ -1,0 +1,289 @@
+"""Running one aggregation job on the worker.
+
+1. claim it (queued -> running, with a fresh lease token) and start a heartbeat;
+2. take the instance locks, then await each period's calculation in its own transaction,
+   collecting one PeriodResult per period (period calculations never touch sync records);
+3. in ONE transaction: write the PeriodResults, settle every sync record from them with one
+   set-based statement, and set the final status with counters derived from the records.
+
+Every write after the claim is fenced by the lease token: an attempt that lost its lease (the
+sweeper gave the job to another worker) cannot commit anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from dbsize.aggregation.schemas import AggregationScope, PeriodResult, PeriodType, ScopeKind
+from dbsize.aggregation.service import (
+    aggregate_period,
+    commit_incremental,
+    is_transient_db_error,
+    prepare_incremental,
+)
+from dbsize.config import Settings
+from dbsize.db import session_scope
+from dbsize.errors import PROBLEM_BASE
+from dbsize.jobs.locks import instance_locks
+from dbsize.jobs.models import AggregationJob, JobStatus, RecordStatus
+from dbsize.jobs.repository import JobRepository
+from dbsize.jobs.service import Clock, utc_now
+from dbsize.logging import get_logger
+
+log = get_logger("dbsize.jobs")
+
+
+class LeaseLost(Exception):
+    """Another attempt owns the job now; this one must stop without writing."""
+
+
+class TransientJobError(Exception):
+    """A retryable failure (connection lost, serialization failure); the job was released."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    job_id: uuid.UUID
+    status: JobStatus
+
+
+def final_status(results: Sequence[PeriodResult], *, cancelled: bool) -> JobStatus:
+    if cancelled:
+        return JobStatus.cancelled
+    failed = [r for r in results if not r.succeeded]
+    if failed and len(failed) == len(results):
+        return JobStatus.failed
+    if failed:
+        return JobStatus.partial
+    return JobStatus.succeeded
+
+
+def _period_problem(results: Sequence[PeriodResult], status: JobStatus) -> dict[str, Any] | None:
+    failed = [r for r in results if not r.succeeded]
+    if not failed:
+        return None
+    return {
+        "type": PROBLEM_BASE + "period-failed",
+        "title": "Some periods failed" if status is JobStatus.partial else "Every period failed",
+        "status": 500,
+        "detail": "; ".join(
+            f"{r.period_type}: {r.error.detail if r.error else 'failed'}" for r in failed
+        ),
+        "failed_periods": [r.period_type.value for r in failed],
+    }
+
+
+def job_problem(kind: str, title: str, detail: str) -> dict[str, Any]:
+    return {"type": PROBLEM_BASE + kind, "title": title, "status": 500, "detail": detail}
+
+
+class JobRunner:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.engine = engine
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.clock = clock
+
+    def today(self) -> date:
+        return self.clock().astimezone(self.settings.tz).date()
+
+    async def run(self, job_id: uuid.UUID, *, final_try: bool) -> JobOutcome | None:
+        """Run the job if it is claimable. None when there was nothing to do (already claimed,
+        cancelled, or finished). Raises TransientJobError when arq should retry later."""
+        token = uuid.uuid4()
+        async with session_scope(self.sessionmaker) as session:
+            job = await JobRepository(session).claim(job_id, token)
+        if job is None:
+            log.info("job_not_claimable", job_id=str(job_id))
+            return None
+        bound = log.bind(job_id=str(job_id), trigger=job.trigger, attempt=job.attempt)
+        heartbeat = asyncio.create_task(self._heartbeat(job_id, token))
+        try:
+            return await self._execute(job, token, bound)
+        except LeaseLost:
+            bound.warning("job_lease_lost")
+            return None
+        except Exception as exc:
+            if is_transient_db_error(exc) and not final_try:
+                await self._release(job_id, token)
+                bound.warning("job_retry_scheduled", error=f"{type(exc).__name__}: {exc}")
+                raise TransientJobError(exc) from exc
+            kind = "transient-retries-exhausted" if is_transient_db_error(exc) else "job-error"
+            problem = job_problem(kind, "Job failed", f"{type(exc).__name__}: {exc}")
+            return await self._fail(job_id, token, problem, bound)
+        finally:
+            heartbeat.cancel()
+
+    async def _execute(self, job: AggregationJob, token: uuid.UUID, bound: Any) -> JobOutcome:
+        request = job.request
+        instance_ids: list[int] = list(request["instance_ids"])
+        periods = [PeriodType(p) for p in job.periods]
+        async with instance_locks(self.engine, instance_ids):
+            await self._owned(job.id, token, locked_at=self.clock())
+            scope = await self._scope(request)
+            results: list[PeriodResult] = []
+            cancelled = False
+            for done, period in enumerate(periods):
+                if await self._cancel_requested(job.id):
+                    cancelled = True
+                    break
+                await self._owned(job.id, token, current_period=period.value)
+                async with session_scope(self.sessionmaker) as session:
+                    result = await aggregate_period(
+                        session,
+                        period,
+                        scope,
+                        instance_ids,
+                        job_id=job.id,
+                        today=self.today(),
+                        trend_threshold_percent=self.settings.trend_threshold_percent,
+                    )
+                    # Fenced: if the lease was lost this raises and the period's writes roll back.
+                    if not await JobRepository(session).owns(job.id, token, periods_done=done + 1):
+                        raise LeaseLost
+                results.append(result)
+            outcome = await self._finalise(job, token, scope, results, cancelled=cancelled)
+        for result in results:
+            self._log_period(bound, result)
+        counters = await self._counters(job.id)
+        log_method = bound.info if outcome is JobStatus.succeeded else bound.warning
+        log_method("job_finished", status=outcome.value, **counters)
+        return JobOutcome(job.id, outcome)
+
+    async def _scope(self, request: dict[str, Any]) -> AggregationScope:
+        kind = ScopeKind(request["scope"])
+        if kind is ScopeKind.incremental:
+            async with session_scope(self.sessionmaker) as session:
+                return await prepare_incremental(session)
+        if kind is ScopeKind.range:
+            return AggregationScope(
+                kind=kind,
+                start=date.fromisoformat(request["start"]),
+                end=date.fromisoformat(request["end"]),
+            )
+        return AggregationScope(kind=kind, as_of=date.fromisoformat(request["as_of"]))
+
+    async def _finalise(
+        self,
+        job: AggregationJob,
+        token: uuid.UUID,
+        scope: AggregationScope,
+        results: Sequence[PeriodResult],
+        *,
+        cancelled: bool,
+    ) -> JobStatus:
+        """The one transaction: PeriodResults, every sync record, final status and counters."""
+        status = final_status(results, cancelled=cancelled)
+        async with session_scope(self.sessionmaker) as session:
+            repo = JobRepository(session)
+            await repo.insert_period_results(job.id, results)
+            if cancelled:
+                await repo.settle_unsettled_records(
+                    job.id, RecordStatus.cancelled, "cancelled while running"
+                )
+            else:
+                await repo.settle_records_from_results(job.id)
+                if scope.kind is ScopeKind.incremental:
+                    await commit_incremental(session, scope, results)
+            problem = _period_problem(results, status)
+            if not await repo.finish(job.id, status, token=token, error=problem):
+                raise LeaseLost
+        return status
+
+    async def _fail(
+        self, job_id: uuid.UUID, token: uuid.UUID, problem: dict[str, Any], bound: Any
+    ) -> JobOutcome | None:
+        """Settle every unsettled record as failed and end the job failed (never left running)."""
+        async with session_scope(self.sessionmaker) as session:
+            repo = JobRepository(session)
+            await repo.settle_unsettled_records(job_id, RecordStatus.failed, problem["detail"])
+            finished = await repo.finish(job_id, JobStatus.failed, token=token, error=problem)
+        if not finished:
+            bound.warning("job_lease_lost")
+            return None
+        bound.error(
+            "job_finished",
+            status=JobStatus.failed.value,
+            error=problem["detail"],
+            **await self._counters(job_id),
+        )
+        return JobOutcome(job_id, JobStatus.failed)
+
+    async def _release(self, job_id: uuid.UUID, token: uuid.UUID) -> None:
+        try:
+            async with session_scope(self.sessionmaker) as session:
+                await JobRepository(session).release(job_id, token)
+        except Exception as exc:  # the database may still be down; the sweeper will re-drive
+            log.warning("job_release_failed", job_id=str(job_id), error=str(exc))
+
+    async def _owned(self, job_id: uuid.UUID, token: uuid.UUID, **values: Any) -> None:
+        async with session_scope(self.sessionmaker) as session:
+            if not await JobRepository(session).owns(job_id, token, **values):
+                raise LeaseLost
+
+    async def _cancel_requested(self, job_id: uuid.UUID) -> bool:
+        async with session_scope(self.sessionmaker) as session:
+            return await JobRepository(session).cancel_requested(job_id)
+
+    async def _counters(self, job_id: uuid.UUID) -> dict[str, int]:
+        async with session_scope(self.sessionmaker) as session:
+            job = await JobRepository(session).get(job_id)
+        assert job is not None
+        return {
+            "total_instances": job.total_instances,
+            "succeeded_instances": job.succeeded_instances,
+            "failed_instances": job.failed_instances,
+            "skipped_instances": job.skipped_instances,
+            "cancelled_instances": job.cancelled_instances,
+        }
+
+    async def _heartbeat(self, job_id: uuid.UUID, token: uuid.UUID) -> None:
+        while True:
+            await asyncio.sleep(self.settings.job_heartbeat_seconds)
+            try:
+                async with session_scope(self.sessionmaker) as session:
+                    alive = await JobRepository(session).owns(job_id, token)
+            except Exception as exc:
+                log.warning("job_heartbeat_failed", job_id=str(job_id), error=str(exc))
+                continue
+            if not alive:
+                return
+
+    @staticmethod
+    def _log_period(bound: Any, result: PeriodResult) -> None:
+        fields = {
+            "period": result.period_type.value,
+            "status": result.status.value,
+            "database_rows": result.database_rows,
+            "instance_rows": result.instance_rows,
+            "instances": len(result.instance_ids),
+            "instances_without_samples": len(result.instance_ids_without_samples),
+            "duration_ms": round(result.duration_ms, 1),
+        }
+        if result.succeeded:
+            bound.info("period_finished", **fields)
+        else:
+            assert result.error is not None
+            bound.error(
+                "period_finished",
+                error=result.error.detail,
+                level=result.error.level.value if result.error.level else None,
+                **fields,
+            )
