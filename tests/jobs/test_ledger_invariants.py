@@ -17,9 +17,9 @@ async def make_job(engine: AsyncEngine, records: int = 2) -> uuid.UUID:
             text(
                 "INSERT INTO aggregation_jobs (id, trigger, scope_kind, request, periods, "
                 "dedup_key, periods_total, max_attempts) "
-                "VALUES (:id, 'api', 'as_of', '{}', '{daily}', :id, 1, 1)"
+                "VALUES (:id, 'api', 'as_of', '{}', '{daily}', :key, 1, 1)"
             ),
-            {"id": job_id},
+            {"id": job_id, "key": str(job_id)},
         )
         for i in range(1, records + 1):
             await conn.execute(
