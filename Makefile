@@ -5,10 +5,18 @@ BIN    := $(VENV)/bin
 
 .PHONY: run test lint typecheck pytest openapi bench clean
 
+# First use: create the virtual environment with nothing but python3 and pip. Debian/Ubuntu split
+# ensurepip out of python3 (package python3-venv); without it, make the venv bare and bootstrap
+# pip into it with the system's pip.
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,embedded]"
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "dbsize needs Python 3.11+; $(PYTHON) is $$($(PYTHON) -V 2>&1). Try: make PYTHON=python3.11 $(MAKECMDGOALS)" >&2; \
+	  exit 1; }
+	$(PYTHON) -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV) && \
+	  $(PYTHON) -m venv --without-pip $(VENV) && \
+	  $(PYTHON) -m pip --python $(BIN)/python install --quiet pip; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,embedded]"
 	touch $@
 
 run: $(BIN)/.installed
@@ -16,8 +24,12 @@ run: $(BIN)/.installed
 
 test: lint typecheck pytest
 
+# Only folders that exist: git keeps no empty folder, so bench/ is absent until it has a file.
+LINTED := $(wildcard src tests bench)
+
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
@@ -26,7 +38,7 @@ pytest: $(BIN)/.installed
 	$(BIN)/pytest
 
 openapi: $(BIN)/.installed
-	$(BIN)/dbsize openapi > openapi.yaml
+	$(BIN)/dbsize openapi > openapi.yaml.tmp && mv openapi.yaml.tmp openapi.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

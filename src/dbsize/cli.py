@@ -6,13 +6,23 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from datetime import date
+from types import FrameType
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfoNotFoundError
+
+from pydantic import ValidationError
 
 from dbsize.config import Settings, get_settings
 from dbsize.connectivity import Unreachable, check_postgres, check_redis
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 class CliError(Exception):
@@ -22,8 +32,20 @@ class CliError(Exception):
 def _settings() -> Settings:
     try:
         return get_settings()
-    except Exception as exc:  # pydantic ValidationError names the bad DBSIZE_ variable
-        raise CliError(f"invalid settings: {exc}".replace("\n", " ")) from exc
+    except ValidationError as exc:
+        raise CliError(_describe_invalid(exc)) from exc
+    except ZoneInfoNotFoundError as exc:  # the timezone validator's KeyError: pydantic passes it on
+        raise CliError(f"invalid DBSIZE_TIMEZONE: {exc}; use an IANA name such as UTC") from exc
+
+
+def _describe_invalid(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        name = "DBSIZE_" + "_".join(str(part) for part in error["loc"]).upper()
+        # Never echo a URL back: it may carry a password.
+        shown = "" if name.endswith("_URL") else f"={error.get('input')!r}"
+        problems.append(f"{name}{shown}: {error['msg']}")
+    return "invalid " + "; ".join(problems)
 
 
 def _check_servers(settings: Settings) -> None:
@@ -50,60 +72,128 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_openapi(args: argparse.Namespace) -> None:
+    # The committed document must not depend on who renders it: drop every DBSIZE_ variable
+    # before the app's modules are imported (a module may read settings at import time).
+    for name in [name for name in os.environ if name.upper().startswith("DBSIZE_")]:
+        del os.environ[name]
+    get_settings.cache_clear()
     from dbsize.openapi_export import render_openapi
 
     sys.stdout.write(render_openapi())
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
+def _api_server(args: argparse.Namespace, settings: Settings) -> uvicorn.Server:
     import uvicorn
 
     from dbsize.logging import configure_logging
     from dbsize.main import create_app
 
-    settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
+    config = uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_config=None)
+    return uvicorn.Server(config)
+
+
+def _run_api(server: uvicorn.Server, args: argparse.Namespace) -> None:
+    from uvicorn.config import STARTUP_FAILURE
+
+    try:
+        server.run()
+    except SystemExit as exc:  # uvicorn exits when it cannot bind or the lifespan fails
+        if exc.code != STARTUP_FAILURE:
+            raise
+        raise CliError(
+            f"the API could not start on {args.host}:{args.port}; see the error logged above"
+        ) from exc
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    _run_api(_api_server(args, _settings()), args)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from dbsize.worker.run import run_worker
-
     settings = _settings()
     _check_servers(settings)
+    from dbsize.worker.run import run_worker
+
     run_worker(settings, burst=args.burst)
 
 
-def cmd_up(args: argparse.Namespace) -> None:
-    from dbsize.embedded import EmbeddedServers, should_embed
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM (docker stop, systemd, kill) must unwind like Ctrl-C so that the worker and the
+    # embedded servers are stopped by the ``finally`` blocks. uvicorn takes the signal over while
+    # it serves and re-raises it after its own graceful shutdown.
+    raise SystemExit(128 + signum)
 
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from dbsize.embedded import EmbeddedError, EmbeddedServers, should_embed
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings = _settings()
     embedded: EmbeddedServers | None = None
-    if args.embedded or should_embed(settings):
-        embedded = EmbeddedServers.start(settings.embedded_dir)
-        os.environ.update(embedded.environ())
-        get_settings.cache_clear()
-        settings = _settings()
+    auto = not args.embedded and should_embed(settings)
     try:
-        _check_servers(settings)
-        cmd_migrate(args)
-        worker = subprocess.Popen([sys.executable, "-m", "dbsize", "worker"], env=os.environ.copy())
+        if args.embedded or auto:
+            try:
+                embedded = EmbeddedServers.start(settings.embedded_dir)
+            except EmbeddedError as exc:
+                why = "no PostgreSQL or Redis answers at the default addresses and " if auto else ""
+                raise CliError(f"{why}{exc}") from exc
+            print(f"dbsize: {embedded.describe()}", file=sys.stderr)
+            os.environ.update(embedded.environ())
+            get_settings.cache_clear()
+            settings = _settings()
         try:
-            print(
-                f"dbsize: API on http://{args.host}:{args.port} (docs at /docs), worker pid "
-                f"{worker.pid}",
-                file=sys.stderr,
+            _check_servers(settings)
+        except CliError as exc:
+            configured = settings.explicitly_set("database_url") or settings.explicitly_set(
+                "redis_url"
             )
-            cmd_serve(args)
-        finally:
+            if embedded is None and not configured:
+                raise CliError(f"{exc} (or run `dbsize up --embedded`)") from exc
+            raise
+        cmd_migrate(args)
+        _serve_with_worker(args, settings)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _serve_with_worker(args: argparse.Namespace, settings: Settings) -> None:
+    """The API in the foreground, the worker as a child; the worker dying stops the API too."""
+    server = _api_server(args, settings)
+    worker = subprocess.Popen([sys.executable, "-m", "dbsize", "worker"], env=os.environ.copy())
+    stopping = threading.Event()
+    worker_died: list[int] = []
+
+    def watch_worker() -> None:
+        code = worker.wait()
+        if not stopping.is_set():
+            worker_died.append(code)
+            server.should_exit = True  # uvicorn polls this flag and shuts down gracefully
+
+    threading.Thread(target=watch_worker, name="worker-watch", daemon=True).start()
+    print(
+        f"dbsize: starting the API on http://{args.host}:{args.port} (docs at /docs) and the "
+        f"worker (pid {worker.pid})",
+        file=sys.stderr,
+    )
+    try:
+        _run_api(server, args)
+    finally:
+        stopping.set()
+        if worker.poll() is None:
             worker.terminate()
             try:
                 worker.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 worker.kill()
-    finally:
-        if embedded is not None:
-            embedded.stop()
+                worker.wait()
+    if worker_died:
+        raise CliError(
+            f"the worker exited with code {worker_died[0]}, so the API was stopped too; "
+            "see the worker's log above"
+        )
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

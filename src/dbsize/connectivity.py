@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from redis.asyncio import Redis
@@ -15,7 +16,20 @@ class Unreachable(Exception):
 
 def _where(url: str) -> str:
     parsed = make_url(url)
+    socket_dir = parsed.query.get("host")  # a unix-socket directory, e.g. the embedded server
+    if isinstance(socket_dir, str) and socket_dir.startswith("/"):
+        return socket_dir
     return f"{parsed.host or 'localhost'}:{parsed.port or ''}".rstrip(":")
+
+
+def _redis_where(url: str) -> str:
+    """The Redis URL without its password (it ends up in logs and terminals)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
 
 
 async def check_postgres(database_url: str, *, connect_timeout: float = 3.0) -> None:
@@ -40,7 +54,7 @@ async def check_redis(redis_url: str, *, connect_timeout: float = 3.0) -> None:
         await asyncio.wait_for(client.ping(), connect_timeout)
     except Exception as exc:
         raise Unreachable(
-            f"Redis at {redis_url} is not reachable ({type(exc).__name__}: {exc}); "
+            f"Redis at {_redis_where(redis_url)} is not reachable ({type(exc).__name__}: {exc}); "
             "start it or set DBSIZE_REDIS_URL"
         ) from exc
     finally:

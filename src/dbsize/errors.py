@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
+import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://dbsize.dev/problems/"
+RETRY_AFTER_SECONDS = 5
 
 log = logging.getLogger("dbsize.errors")
 
@@ -114,27 +118,39 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def _is_unavailable(exc: BaseException) -> bool:
-    """Connection-level failures of PostgreSQL or Redis: the caller should retry later."""
-    import asyncpg
-    import redis.exceptions
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    return isinstance(
+def unavailable_dependency(exc: BaseException) -> str | None:
+    """Which backing server a connection-level failure came from (the caller should retry
+    later), or None when ``exc`` is not one."""
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return "Redis"
+    if isinstance(exc, DBAPIError):
+        disconnected = exc.connection_invalidated or isinstance(
+            exc, OperationalError | InterfaceError
+        )
+        return "PostgreSQL" if disconnected else None
+    if isinstance(
         exc,
-        ConnectionError
-        | OSError
-        | TimeoutError
-        | asyncpg.exceptions.CannotConnectNowError
+        asyncpg.exceptions.CannotConnectNowError
         | asyncpg.exceptions.ConnectionDoesNotExistError
-        | asyncpg.exceptions.TooManyConnectionsError
-        | redis.exceptions.ConnectionError
-        | redis.exceptions.TimeoutError,
-    )
+        | asyncpg.exceptions.TooManyConnectionsError,
+    ):
+        return "PostgreSQL"
+    if isinstance(exc, OSError):  # asyncpg's connect raises the socket error itself
+        return "PostgreSQL or Redis"
+    return None
+
+
+# Failures that reach the handlers below as themselves. Registering the classes (not only
+# ``Exception``) lets Starlette's ExceptionMiddleware answer them; the ``Exception`` handler runs in
+# ServerErrorMiddleware, which re-raises after responding, so every outage request would also be
+# logged as a crash by the server.
+_INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    DBAPIError,
+    redis.exceptions.RedisError,
+    asyncpg.exceptions.PostgresError,
+    asyncpg.exceptions.InterfaceError,
+)
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -159,17 +175,24 @@ def install_handlers(app: FastAPI) -> None:
         body = problem(exc.status_code, str(exc.detail), instance=request.url.path)
         return problem_response(body, dict(exc.headers or {}))
 
-    @app.exception_handler(Exception)
-    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-        if _is_unavailable(exc):
-            body = problem(
-                503,
-                "Service unavailable",
-                "PostgreSQL or Redis is not reachable; retry later.",
-                type_slug="service-unavailable",
-                instance=request.url.path,
-            )
-            return problem_response(body, {"Retry-After": "5"})
-        log.exception("unhandled error on %s", request.url.path)
-        body = problem(500, "Internal error", type_slug="internal", instance=request.url.path)
-        return problem_response(body)
+    for error_class in (*_INFRASTRUCTURE_ERRORS, Exception):
+        app.add_exception_handler(error_class, _unexpected)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    dependency = unavailable_dependency(exc)
+    if dependency is not None:
+        log.warning(
+            "%s unavailable on %s: %s: %s", dependency, request.url.path, type(exc).__name__, exc
+        )
+        body = problem(
+            503,
+            "Service unavailable",
+            f"{dependency} is not reachable; retry later.",
+            type_slug="service-unavailable",
+            instance=request.url.path,
+        )
+        return problem_response(body, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    body = problem(500, "Internal error", type_slug="internal", instance=request.url.path)
+    return problem_response(body)

@@ -63,7 +63,8 @@ def upgrade() -> None:
                 FOREIGN KEY (retry_of) REFERENCES aggregation_jobs (id) ON DELETE SET NULL,
             CONSTRAINT ck_aggregation_jobs_status CHECK (
                 status IN ('queued', 'running', 'succeeded', 'partial', 'failed', 'cancelled')),
-            CONSTRAINT ck_aggregation_jobs_trigger CHECK (trigger IN ('api', 'cron', 'cli', 'retry')),
+            CONSTRAINT ck_aggregation_jobs_trigger
+                CHECK (trigger IN ('api', 'cron', 'cli', 'retry')),
             CONSTRAINT ck_aggregation_jobs_scope_kind
                 CHECK (scope_kind IN ('as_of', 'range', 'incremental')),
             CONSTRAINT ck_aggregation_jobs_counters_add_up CHECK (

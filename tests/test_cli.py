@@ -1,0 +1,278 @@
+"""The ``dbsize`` command: one-line failures, the embedded fallback, and ``dbsize up`` for real."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import redis
+import yaml
+from arq.connections import create_pool
+
+from dbsize.config import Settings
+from dbsize.connectivity import check_postgres, check_redis
+from dbsize.embedded import EmbeddedError, EmbeddedServers, should_embed
+from dbsize.redis import redis_settings
+from tests.conftest import REDIS_URL, SERVER_URL
+
+CLOSED_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:1/dbsize"
+CLOSED_REDIS = "redis://127.0.0.1:1/0"
+
+
+def run_dbsize(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``dbsize ARGS`` in a child process whose only DBSIZE_* variables are ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("DBSIZE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "dbsize", *args],
+        env=clean | (env or {}),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("dbsize: ")
+    return lines[0]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+class TestUnreachableServers:
+    def test_migrate_names_database_url(self) -> None:
+        result = run_dbsize("migrate", env={"DBSIZE_DATABASE_URL": CLOSED_POSTGRES})
+        line = one_error_line(result)
+        assert "DBSIZE_DATABASE_URL" in line
+        assert "127.0.0.1:1" in line
+
+    def test_worker_names_redis_url(self, database_url: str) -> None:
+        env = {"DBSIZE_DATABASE_URL": database_url, "DBSIZE_REDIS_URL": CLOSED_REDIS}
+        line = one_error_line(run_dbsize("worker", env=env))
+        assert "DBSIZE_REDIS_URL" in line
+        assert "127.0.0.1:1" in line
+
+    def test_redis_password_is_not_printed(self, database_url: str) -> None:
+        env = {
+            "DBSIZE_DATABASE_URL": database_url,
+            "DBSIZE_REDIS_URL": "redis://:hunter2@127.0.0.1:1/0",
+        }
+        line = one_error_line(run_dbsize("worker", env=env))
+        assert "hunter2" not in line
+
+    def test_up_with_an_explicit_url_never_falls_back_to_embedded(self, tmp_path: Path) -> None:
+        result = run_dbsize("up", env={"DBSIZE_DATABASE_URL": CLOSED_POSTGRES}, cwd=tmp_path)
+        assert "DBSIZE_DATABASE_URL" in one_error_line(result)
+        assert not (tmp_path / "var").exists()
+
+
+class TestInvalidSettings:
+    def test_unknown_timezone_is_one_line(self) -> None:
+        line = one_error_line(run_dbsize("migrate", env={"DBSIZE_TIMEZONE": "Mars/Olympus"}))
+        assert "DBSIZE_TIMEZONE" in line
+        assert "Mars/Olympus" in line
+
+    def test_malformed_timezone_is_one_line(self) -> None:
+        line = one_error_line(run_dbsize("migrate", env={"DBSIZE_TIMEZONE": "../etc"}))
+        assert "DBSIZE_TIMEZONE" in line
+
+    def test_non_numeric_value_names_the_variable(self) -> None:
+        line = one_error_line(run_dbsize("migrate", env={"DBSIZE_JOB_LEASE_SECONDS": "soon"}))
+        assert "DBSIZE_JOB_LEASE_SECONDS='soon'" in line
+
+
+class TestOpenapiCommand:
+    def test_prints_the_yaml_document(self) -> None:
+        result = run_dbsize("openapi")
+        assert result.returncode == 0, result.stderr
+        document = yaml.safe_load(result.stdout)
+        assert document["info"]["title"] == "dbsize"
+        assert "/readyz" in document["paths"]
+
+
+def _unconfigured(database_url: str, redis_url: str) -> Settings:
+    """Settings whose URLs count as defaults (not set by the operator)."""
+    return Settings.model_construct(
+        _fields_set=set(), database_url=database_url, redis_url=redis_url
+    )
+
+
+class TestShouldEmbed:
+    def test_false_when_database_url_is_set(self) -> None:
+        assert not should_embed(Settings(database_url=CLOSED_POSTGRES, redis_url=CLOSED_REDIS))
+
+    def test_false_when_redis_url_comes_from_the_environment(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("DBSIZE_REDIS_URL", CLOSED_REDIS)
+        monkeypatch.setenv("DBSIZE_DATABASE_URL", CLOSED_POSTGRES)
+        assert not should_embed(Settings())
+
+    def test_true_when_unconfigured_and_neither_server_answers(self) -> None:
+        started = time.monotonic()
+        assert should_embed(_unconfigured(CLOSED_POSTGRES, CLOSED_REDIS))
+        assert time.monotonic() - started < 3
+
+    def test_false_when_the_default_servers_answer(self) -> None:
+        assert not should_embed(_unconfigured(SERVER_URL, REDIS_URL))
+
+    def test_false_when_only_one_server_is_missing(self) -> None:
+        assert not should_embed(_unconfigured(SERVER_URL, CLOSED_REDIS))
+
+
+class TestEmbeddedServers:
+    def test_missing_extra_is_named_in_the_error(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "pgserver", None)  # makes `import pgserver` fail
+        with pytest.raises(EmbeddedError, match=r"dbsize\[embedded\]"):
+            EmbeddedServers.start(str(tmp_path / "embedded"))
+        assert not (tmp_path / "embedded").exists()
+
+    @pytest.mark.slow
+    async def test_serve_asyncpg_and_arq_then_stop(self, tmp_path: Path) -> None:
+        servers = EmbeddedServers.start(str(tmp_path / "embedded"))
+        try:
+            env = servers.environ()
+            await check_postgres(env["DBSIZE_DATABASE_URL"])
+            await check_redis(env["DBSIZE_REDIS_URL"])
+            arq = await create_pool(redis_settings(env["DBSIZE_REDIS_URL"]))
+            assert await arq.ping()
+            await arq.aclose()
+        finally:
+            servers.stop()
+        assert not servers.is_running()
+        assert (tmp_path / "embedded" / "postgres" / "PG_VERSION").exists()
+        assert (tmp_path / "embedded" / "redis" / "redis.db").exists()
+
+    @pytest.mark.slow
+    def test_second_start_on_the_same_folder_is_refused(self, tmp_path: Path) -> None:
+        servers = EmbeddedServers.start(str(tmp_path / "embedded"))
+        try:
+            with pytest.raises(EmbeddedError, match="already using"):
+                EmbeddedServers.start(str(tmp_path / "embedded"))
+        finally:
+            servers.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_ready(base: str, process: subprocess.Popen[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "dbsize up exited before it was ready"
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"dbsize up was not ready within {timeout} s")
+
+
+def _embedded_pids(root: Path) -> list[int]:
+    postgres = int((root / "postgres" / "postmaster.pid").read_text().split()[0])
+    redis = int(Path(_redis_registry(root)["pidfile"]).read_text())
+    return [postgres, redis]
+
+
+def _redis_registry(root: Path) -> dict[str, str]:
+    registry: dict[str, str] = json.loads((root / "redis" / "redis.db.settings").read_text())
+    return registry
+
+
+def _wait_worker_polling(root: Path, process: subprocess.Popen[str], timeout: float) -> None:
+    """arq writes ``<queue>:health-check`` once its poll loop runs: the worker really works."""
+    client = redis.Redis(unix_socket_path=_redis_registry(root)["unixsocket"])
+    key = Settings.model_construct().queue_name + ":health-check"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            assert process.poll() is None, "dbsize up exited: did the worker die? see its log"
+            with contextlib.suppress(redis.ConnectionError):  # the server stops as `up` exits
+                if client.exists(key):
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail(f"the worker did not start polling within {timeout} s")
+            time.sleep(0.2)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def up_embedded(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    port = _free_port()
+    stderr = (tmp_path / "stderr.log").open("w")
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("DBSIZE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dbsize", "up", "--embedded", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean | {"DBSIZE_LOG_FORMAT": "console", "DBSIZE_CRON_ENABLED": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+        start_new_session=True,  # so a failed test can end the whole tree
+    )
+    yield process, f"http://127.0.0.1:{port}", tmp_path
+    if process.poll() is None:  # the test failed half-way: stop it the way an operator would
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    stderr.close()
+
+
+class TestUpEmbedded:
+    @pytest.mark.slow
+    def test_serves_api_and_worker_then_sigterm_stops_everything(
+        self, up_embedded: tuple[subprocess.Popen[str], str, Path]
+    ) -> None:
+        process, base, cwd = up_embedded
+        root = cwd / "var" / "embedded"
+        _wait_ready(base, process, timeout=90)
+        _wait_worker_polling(root, process, timeout=30)
+        created = httpx.post(
+            f"{base}/v1/instances", json={"name": "pg-01", "db_type": "postgresql"}, timeout=10
+        )
+        assert created.status_code == 201, created.text
+        pids = _embedded_pids(root)
+        worker_pids = [child.pid for child in psutil.Process(process.pid).children()]
+        assert worker_pids, "the worker child is not running"
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
+
+        assert not any(alive(pid) for pid in pids + worker_pids)
+        log = (cwd / "stderr.log").read_text()
+        embedded_lines = [line for line in log.splitlines() if "running embedded" in line]
+        assert len(embedded_lines) == 1, log
+        assert str(root) in embedded_lines[0]
