@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from types import FrameType
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
@@ -34,8 +33,6 @@ def _settings() -> Settings:
         return get_settings()
     except ValidationError as exc:
         raise CliError(_describe_invalid(exc)) from exc
-    except ZoneInfoNotFoundError as exc:  # the timezone validator's KeyError: pydantic passes it on
-        raise CliError(f"invalid DBSIZE_TIMEZONE: {exc}; use an IANA name such as UTC") from exc
 
 
 def _describe_invalid(exc: ValidationError) -> str:

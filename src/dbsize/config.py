@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. UTC, Asia/Shanghai)") from exc
+            raise ValueError(f"{value!r} is not an IANA time zone, e.g. UTC") from exc
         return value
 
     @property
