@@ -1,0 +1,333 @@
+"""Every query of the aggregation engine. Services call these; nothing here commits."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dbsize.aggregation import statements
+from dbsize.aggregation.schemas import DateWindow, PeriodType
+
+# Session settings for the aggregation statements, set LOCAL (transaction-scoped) and restored
+# afterwards. Measured on the 7.3M-sample fleet (docs/benchmarks/aggregation.md):
+# - work_mem: the hash aggregate and window sort of one chunk stay in memory instead of spilling;
+# - force_custom_plan: these statements are prepared once per pooled connection, and a generic
+#   plan would be planned blind to the instance array and the date window;
+# - enable_nestloop off: rows written minutes ago have no statistics yet, and on such an
+#   underestimate the planner joined the MERGE source to its target with a nested loop over a
+#   materialized target: 20,000 x 20,000 comparisons, 41 s instead of 0.3 s. Hash joins cost the
+#   same whatever the estimate. (LATERAL reads and subqueries still run as nested loops: they
+#   have no other plan.)
+# - jit off for the incremental statements only: compiling cost 0.3-2.3 s, more than such a
+#   statement runs; the window statements aggregate millions of rows, where JIT pays;
+# - enable_mergejoin off for the incremental statements: hashing a few thousand rows is cheaper
+#   than sorting them for a merge join.
+# Parallel workers are not set: PostgreSQL never runs a data-modifying statement in parallel.
+STATEMENT_SETTINGS: dict[str, str] = {
+    "work_mem": "256MB",
+    "plan_cache_mode": "force_custom_plan",
+    "enable_nestloop": "off",
+}
+INCREMENTAL_SETTINGS: dict[str, str] = {
+    **STATEMENT_SETTINGS,
+    "jit": "off",
+    "enable_mergejoin": "off",
+}
+
+_PARAM_TYPES = {
+    "ids": "integer[]",
+    "read_start": "date",
+    "read_end": "date",
+    "write_start": "date",
+    "write_end": "date",
+    "today": "date",
+    "job_id": "uuid",
+    "threshold": "numeric",
+    "watermark": "bigint",
+    "t_instance": "integer[]",
+    "t_start": "date[]",
+    "t_read_from": "date[]",
+    "t_merge": "boolean[]",
+    "t_prev_target": "boolean[]",
+}
+_PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_]+)\b")
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A statement with ``:name`` placeholders turned into typed ``$n`` parameters."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    def args(self, values: dict[str, Any]) -> list[Any]:
+        return [values[name] for name in self.names]
+
+
+@lru_cache(maxsize=64)
+def compile_statement(sql: str) -> Compiled:
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}::{_PARAM_TYPES[name]}"
+
+    return Compiled(_PLACEHOLDER.sub(number, sql), tuple(names))
+
+
+def _merged_rows(status: str) -> int:
+    """Rows a MERGE inserted or updated, from its command tag ('MERGE 42')."""
+    verb, _, count = status.rpartition(" ")
+    if verb != "MERGE":
+        raise RuntimeError(f"unexpected command status {status!r}")
+    return int(count)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """An incremental run's (instance, period) targets for one period type."""
+
+    count: int
+    window: DateWindow | None
+    """First period_start to last period_end of the targets; None when there are none."""
+    arrays: dict[str, list[Any]]
+    """Parallel arrays (``statements.TARGET_ARRAYS``), bound as parameters."""
+
+
+class AggregationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def _driver(self) -> Any:
+        """The asyncpg connection under the session's current transaction (and savepoint)."""
+        connection = await self.session.connection()
+        raw = await connection.get_raw_connection()
+        return raw.driver_connection
+
+    async def _merge(self, sql: str, values: dict[str, Any]) -> int:
+        # SQLAlchemy does not report a MERGE's row count; the driver returns its command tag.
+        compiled = compile_statement(sql)
+        status: str = await (await self._driver()).execute(compiled.sql, *compiled.args(values))
+        return _merged_rows(status)
+
+    async def apply_settings(self, settings: dict[str, str]) -> dict[str, str]:
+        """SET LOCAL ``settings``; returns the previous values for :meth:`restore_settings`."""
+        names = list(settings)
+        row = (
+            await self.session.execute(
+                text("SELECT " + ", ".join(f"current_setting('{n}')" for n in names))
+            )
+        ).one()
+        await self._set(settings)
+        return dict(zip(names, row, strict=True))
+
+    async def restore_settings(self, previous: dict[str, str]) -> None:
+        await self._set(previous)
+
+    async def _set(self, settings: dict[str, str]) -> None:
+        assignments = ", ".join(
+            f"set_config('{name}', :v{i}, true)" for i, name in enumerate(settings)
+        )
+        params = {f"v{i}": value for i, value in enumerate(settings.values())}
+        await self.session.execute(text(f"SELECT {assignments}"), params)
+
+    # -- window scopes (as-of, range) --------------------------------------------------------
+
+    async def merge_database_window(
+        self,
+        period_type: PeriodType,
+        instance_ids: Sequence[int],
+        read: DateWindow,
+        write_start: date,
+        *,
+        today: date,
+        job_id: uuid.UUID | None,
+    ) -> int:
+        return await self._merge(
+            statements.database_window(period_type),
+            {
+                "ids": list(instance_ids),
+                "read_start": read.start,
+                "read_end": read.end,
+                "write_start": write_start,
+                "write_end": read.end,
+                "today": today,
+                "job_id": job_id,
+            },
+        )
+
+    async def merge_instance_window(
+        self,
+        period_type: PeriodType,
+        instance_ids: Sequence[int],
+        read: DateWindow,
+        write_start: date,
+        *,
+        today: date,
+        job_id: uuid.UUID | None,
+        trend_threshold_percent: float,
+    ) -> int:
+        return await self._merge(
+            statements.instance_window(period_type),
+            {
+                "ids": list(instance_ids),
+                "read_start": read.start,
+                "read_end": read.end,
+                "write_start": write_start,
+                "write_end": read.end,
+                "today": today,
+                "job_id": job_id,
+                "threshold": Decimal(str(trend_threshold_percent)),
+            },
+        )
+
+    async def instances_with_rows(
+        self, period_type: PeriodType, instance_ids: Sequence[int], window: DateWindow | None
+    ) -> set[int]:
+        """Requested instances that have instance-level statistics of this type (in window)."""
+        in_window = "AND a.period_start BETWEEN :start AND :end" if window else ""
+        # A scalar subquery per instance (one index probe), not a semi-join over a partition.
+        query = text(
+            f"""
+            SELECT i FROM unnest(CAST(:ids AS integer[])) AS i
+            WHERE (SELECT true FROM instance_size_aggregations AS a
+                   WHERE a.instance_id = i AND a.period_type = :pt {in_window} LIMIT 1)
+            """
+        )
+        params: dict[str, Any] = {"ids": list(instance_ids), "pt": period_type.value}
+        if window:
+            params |= {"start": window.start, "end": window.end}
+        return set((await self.session.scalars(query, params)).all())
+
+    # -- incremental scope -------------------------------------------------------------------
+
+    async def incremental_targets(
+        self, period_type: PeriodType, instance_ids: Sequence[int], watermark: int, today: date
+    ) -> Targets:
+        """The (instance, period) pairs pending for this period type, fixed for both levels."""
+        compiled = compile_statement(statements.incremental_targets(period_type))
+        row = await (await self._driver()).fetchrow(
+            compiled.sql,
+            *compiled.args({"ids": list(instance_ids), "watermark": watermark, "today": today}),
+        )
+        if not row[0]:
+            return Targets(count=0, window=None, arrays={})
+        arrays = dict(zip(statements.TARGET_ARRAYS, row[3:], strict=True))
+        return Targets(count=int(row[0]), window=DateWindow(row[1], row[2]), arrays=arrays)
+
+    async def merge_database_targets(
+        self,
+        period_type: PeriodType,
+        instance_ids: Sequence[int],
+        targets: Targets,
+        *,
+        today: date,
+        job_id: uuid.UUID | None,
+    ) -> int:
+        return await self._merge(
+            statements.database_targets(period_type),
+            self._target_values(instance_ids, targets) | {"today": today, "job_id": job_id},
+        )
+
+    async def merge_instance_targets(
+        self,
+        period_type: PeriodType,
+        instance_ids: Sequence[int],
+        targets: Targets,
+        *,
+        today: date,
+        job_id: uuid.UUID | None,
+        trend_threshold_percent: float,
+    ) -> int:
+        return await self._merge(
+            statements.instance_targets(period_type),
+            self._target_values(instance_ids, targets)
+            | {
+                "today": today,
+                "job_id": job_id,
+                "threshold": Decimal(str(trend_threshold_percent)),
+            },
+        )
+
+    @staticmethod
+    def _target_values(instance_ids: Sequence[int], targets: Targets) -> dict[str, Any]:
+        assert targets.window is not None
+        return {
+            "ids": list(instance_ids),
+            "write_start": targets.window.start,
+            "write_end": targets.window.end,
+            **targets.arrays,
+        }
+
+    async def settled_change_watermark(self) -> int:
+        """The highest sample-change id, once every transaction that could still add a lower
+        one has ended.
+
+        Ids come from an identity column, so a transaction can hold id 100 uncommitted while id
+        101 is already visible; a plain max(id) would then skip 100 for good. Every writer holds
+        ROW EXCLUSIVE on sample_changes until it ends, and SHARE conflicts with it: taking SHARE
+        waits for those writers to finish. The lock is taken in a savepoint and released with
+        it at once, so ingestion is blocked only while the in-flight writers finish.
+        """
+        savepoint = await self.session.begin_nested()
+        try:
+            await self.session.execute(text("LOCK TABLE sample_changes IN SHARE MODE"))
+            watermark = await self.session.scalar(
+                text("SELECT coalesce(max(id), 0) FROM sample_changes")
+            )
+        finally:
+            # Rolling back to the savepoint releases the lock taken inside it.
+            await savepoint.rollback()
+        return int(watermark or 0)
+
+    async def advance_refresh_state(
+        self, period_type: PeriodType, instance_ids: Iterable[int], watermark: int
+    ) -> None:
+        """Record that every change up to ``watermark`` is aggregated for this period type."""
+        await self.session.execute(
+            text(
+                """
+                INSERT INTO aggregation_refresh_state
+                    (instance_id, period_type, change_watermark, refreshed_at)
+                SELECT i, :pt, :watermark, now()
+                FROM unnest(CAST(:ids AS integer[])) AS i
+                WHERE EXISTS (SELECT 1 FROM instances WHERE id = i)
+                ON CONFLICT (instance_id, period_type) DO UPDATE
+                SET change_watermark = greatest(aggregation_refresh_state.change_watermark,
+                                                excluded.change_watermark),
+                    refreshed_at = excluded.refreshed_at
+                """
+            ),
+            {"pt": period_type.value, "watermark": watermark, "ids": sorted(set(instance_ids))},
+        )
+
+    async def delete_consumed_changes(self, instance_ids: Iterable[int]) -> int:
+        """Delete the changes every period type has aggregated (below all four watermarks)."""
+        result = await self.session.execute(
+            text(
+                """
+                DELETE FROM sample_changes AS c
+                USING (
+                    SELECT instance_id, min(change_watermark) AS watermark
+                    FROM aggregation_refresh_state
+                    WHERE instance_id = ANY(CAST(:ids AS integer[]))
+                    GROUP BY instance_id
+                    HAVING count(*) = :types
+                ) AS r
+                WHERE c.instance_id = r.instance_id AND c.id <= r.watermark
+                """
+            ),
+            {"ids": sorted(set(instance_ids)), "types": len(PeriodType)},
+        )
+        return int(getattr(result, "rowcount", 0) or 0)

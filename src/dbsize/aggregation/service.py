@@ -1,0 +1,320 @@
+"""Aggregation rules: one period type over a scope, for a set of instances -> PeriodResult.
+
+The job system calls :func:`aggregate_period` once per period type (each in its own
+transaction), :func:`prepare_incremental` before the first one and :func:`commit_incremental`
+in its final transaction. Nothing here commits; the SQL lives in ``repository``/``statements``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import asyncpg
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dbsize.aggregation.plan import InvalidScope, window_plan
+from dbsize.aggregation.repository import (
+    INCREMENTAL_SETTINGS,
+    STATEMENT_SETTINGS,
+    AggregationRepository,
+)
+from dbsize.aggregation.schemas import (
+    AggregationScope,
+    DateWindow,
+    Level,
+    PeriodError,
+    PeriodResult,
+    PeriodStatus,
+    PeriodType,
+    ScopeKind,
+)
+
+# SQLSTATEs worth retrying: the same work can succeed later unchanged.
+_TRANSIENT_SQLSTATES = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "55P03",  # lock_not_available (lock_timeout)
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now
+        "53300",  # too_many_connections
+        "25P03",  # idle_in_transaction_session_timeout
+    }
+)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what it wraps (SQLAlchemy's ``orig``, explicit ``raise … from``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """True when the caller should retry: the connection was lost, the server is shutting
+    down, or PostgreSQL aborted the transaction for a serialization failure or deadlock."""
+    for error in _causes(exc):
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return True
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str) and (
+            sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith("08")
+        ):
+            return True
+        if isinstance(
+            error,
+            asyncpg.exceptions.ConnectionDoesNotExistError
+            | asyncpg.exceptions.InterfaceError
+            | ConnectionError
+            | TimeoutError,
+        ):
+            return True
+    return False
+
+
+def _error_code(exc: BaseException) -> str:
+    for error in _causes(exc):
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate
+    return type(exc).__name__
+
+
+def _error_detail(exc: BaseException) -> str:
+    for error in _causes(exc):
+        if isinstance(error, asyncpg.PostgresError):
+            table = getattr(error, "table_name", None)
+            message = str(error.args[0] if error.args else error)
+            return f"{message} (table {table})" if table else message
+    return str(exc)[:1000]
+
+
+@dataclass(frozen=True)
+class _Written:
+    database_rows: int
+    instance_rows: int
+    window: DateWindow | None
+    covered: frozenset[int]
+
+
+@dataclass
+class _Progress:
+    """Which level's statement is running, so a failure can name it."""
+
+    level: Level | None = None
+
+
+async def aggregate_period(
+    session: AsyncSession,
+    period_type: PeriodType,
+    scope: AggregationScope,
+    instance_ids: Sequence[int],
+    *,
+    job_id: uuid.UUID | None,
+    today: date,
+    trend_threshold_percent: float = 5.0,
+) -> PeriodResult:
+    """Compute and write both levels of ``period_type`` over ``scope`` for ``instance_ids``.
+
+    Runs inside a savepoint: a failure rolls back only this period's writes and leaves the
+    caller's transaction usable. Never commits. ``today`` (the caller's date in
+    ``DBSIZE_TIMEZONE``) decides ``is_complete``. Returns a failed result for an invalid scope
+    and for any error of the data or the statements; raises only what
+    :func:`is_transient_db_error` says the caller should retry.
+    """
+    started = time.perf_counter()
+    requested = tuple(sorted(set(instance_ids)))
+
+    def failed(error: PeriodError) -> PeriodResult:
+        return PeriodResult(
+            period_type=period_type,
+            scope_kind=scope.kind,
+            status=PeriodStatus.failed,
+            window=None,
+            instance_ids=requested,
+            duration_ms=_elapsed_ms(started),
+            error=error,
+        )
+
+    try:
+        _validate(period_type, scope)
+    except InvalidScope as exc:
+        return failed(PeriodError(code="invalid_scope", detail=str(exc)))
+    progress = _Progress()
+    try:
+        async with session.begin_nested():
+            repo = AggregationRepository(session)
+            previous = await repo.apply_settings(
+                INCREMENTAL_SETTINGS if scope.kind is ScopeKind.incremental else STATEMENT_SETTINGS
+            )
+            written = await _write(
+                repo,
+                period_type,
+                scope,
+                requested,
+                job_id=job_id,
+                today=today,
+                trend_threshold_percent=trend_threshold_percent,
+                progress=progress,
+            )
+            await repo.restore_settings(previous)
+    except Exception as exc:
+        if is_transient_db_error(exc):
+            raise
+        # No log line here: the job logs one event per (job, period) outcome, with this error.
+        return failed(
+            PeriodError(code=_error_code(exc), detail=_error_detail(exc), level=progress.level)
+        )
+    return PeriodResult(
+        period_type=period_type,
+        scope_kind=scope.kind,
+        status=PeriodStatus.succeeded,
+        window=written.window,
+        database_rows=written.database_rows,
+        instance_rows=written.instance_rows,
+        instance_ids=tuple(i for i in requested if i in written.covered),
+        instance_ids_without_samples=tuple(i for i in requested if i not in written.covered),
+        duration_ms=_elapsed_ms(started),
+    )
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _validate(period_type: PeriodType, scope: AggregationScope) -> None:
+    if scope.kind is ScopeKind.incremental:
+        if scope.change_watermark is None:
+            raise InvalidScope(
+                "an incremental scope needs a change watermark (prepare_incremental)"
+            )
+    else:
+        window_plan(period_type, scope)
+
+
+async def _write(
+    repo: AggregationRepository,
+    period_type: PeriodType,
+    scope: AggregationScope,
+    instance_ids: tuple[int, ...],
+    *,
+    job_id: uuid.UUID | None,
+    today: date,
+    trend_threshold_percent: float,
+    progress: _Progress,
+) -> _Written:
+    if scope.kind is ScopeKind.incremental:
+        return await _write_incremental(
+            repo,
+            period_type,
+            scope,
+            instance_ids,
+            job_id=job_id,
+            today=today,
+            trend_threshold_percent=trend_threshold_percent,
+            progress=progress,
+        )
+    plan = window_plan(period_type, scope)
+    database_rows = instance_rows = 0
+    if instance_ids:
+        progress.level = Level.database
+        for chunk in plan.chunks:
+            database_rows += await repo.merge_database_window(
+                period_type,
+                instance_ids,
+                chunk.read,
+                chunk.write_start,
+                today=today,
+                job_id=job_id,
+            )
+        progress.level = Level.instance
+        for chunk in plan.chunks:
+            instance_rows += await repo.merge_instance_window(
+                period_type,
+                instance_ids,
+                chunk.read,
+                chunk.write_start,
+                today=today,
+                job_id=job_id,
+                trend_threshold_percent=trend_threshold_percent,
+            )
+        progress.level = None
+    covered = await repo.instances_with_rows(period_type, instance_ids, plan.window)
+    return _Written(database_rows, instance_rows, plan.window, frozenset(covered))
+
+
+async def _write_incremental(
+    repo: AggregationRepository,
+    period_type: PeriodType,
+    scope: AggregationScope,
+    instance_ids: tuple[int, ...],
+    *,
+    job_id: uuid.UUID | None,
+    today: date,
+    trend_threshold_percent: float,
+    progress: _Progress,
+) -> _Written:
+    assert scope.change_watermark is not None  # _validate
+    watermark = scope.change_watermark
+    targets = await repo.incremental_targets(period_type, instance_ids, watermark, today)
+    database_rows = instance_rows = 0
+    if targets.count:
+        progress.level = Level.database
+        database_rows = await repo.merge_database_targets(
+            period_type, instance_ids, targets, today=today, job_id=job_id
+        )
+        progress.level = Level.instance
+        instance_rows = await repo.merge_instance_targets(
+            period_type,
+            instance_ids,
+            targets,
+            today=today,
+            job_id=job_id,
+            trend_threshold_percent=trend_threshold_percent,
+        )
+        progress.level = None
+    # An instance with statistics but nothing pending is up to date: covered, not skipped.
+    covered = await repo.instances_with_rows(period_type, instance_ids, None)
+    return _Written(database_rows, instance_rows, targets.window, frozenset(covered))
+
+
+async def prepare_incremental(session: AsyncSession) -> AggregationScope:
+    """Snapshot the sample changes one incremental job will aggregate: every change with an
+    id up to the returned watermark, in every period call of the job."""
+    watermark = await AggregationRepository(session).settled_change_watermark()
+    return AggregationScope(kind=ScopeKind.incremental, change_watermark=watermark)
+
+
+async def commit_incremental(
+    session: AsyncSession, scope: AggregationScope, results: Sequence[PeriodResult]
+) -> None:
+    """Record what an incremental job aggregated; call it in the job's final transaction.
+
+    For each period type that succeeded, every requested instance's changes up to the
+    watermark are done for that type. Changes done for all four types are deleted. A failed
+    period type advances nothing: its changes stay pending and the next run redoes them.
+    Periods that ended since the last refresh need no bookkeeping: the next run finds their
+    rows by ``is_complete = false``.
+    """
+    if scope.kind is not ScopeKind.incremental or scope.change_watermark is None:
+        raise ValueError("commit_incremental needs the scope from prepare_incremental")
+    repo = AggregationRepository(session)
+    advanced: set[int] = set()
+    for result in results:
+        if not result.succeeded:
+            continue
+        done = (*result.instance_ids, *result.instance_ids_without_samples)
+        await repo.advance_refresh_state(result.period_type, done, scope.change_watermark)
+        advanced.update(done)
+    if advanced:
+        await repo.delete_consumed_changes(advanced)

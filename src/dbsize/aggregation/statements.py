@@ -1,0 +1,596 @@
+"""The set-based SQL of the aggregation engine, as text. No I/O here; ``repository`` runs it.
+
+One ``MERGE`` per (period type, level) computes every statistic from ``size_samples`` and writes
+only the rows whose values changed. Two sources feed the same ``MERGE``:
+
+- a **window** source (as-of and range scopes): every sample of the requested instances in one
+  date window, grouped by period. The window starts one whole period early so that ``lag()``
+  sees the previous period of the first written one; those context rows are not written.
+- a **targets** source (incremental scope): the (instance, period) pairs that pending sample
+  changes touched, their following periods (whose change columns depend on them), and stored
+  periods that have ended since they were written. A target whose stored row covers every day
+  before the earliest changed day is *merged*: its stored statistics are combined with the
+  samples from that day on, so one new day does not re-read a whole quarter.
+
+Why ``MERGE`` rather than ``INSERT … ON CONFLICT DO UPDATE … WHERE … IS DISTINCT FROM``:
+measured here, a speculative insertion costs twice a plain one, and ``ON CONFLICT`` locks (and
+so dirties and WAL-logs) every conflicting row even when its ``WHERE`` rejects the update, so a
+re-run that changes nothing still writes every page. ``MERGE … WHEN MATCHED AND … IS DISTINCT
+FROM …`` touches nothing it does not change (docs/decisions/0004-aggregation-write-path.md).
+
+Placeholders are ``:name``; the repository binds them positionally.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dbsize.aggregation.schemas import PeriodType
+
+# A sample's size is numeric(18, 3): below 10**15, never negative. (day number * 10**15 + size)
+# orders samples by day, so min()/max() of it carry the first and last sample's size through a
+# hash aggregate (PostgreSQL 15 has no first()/last() aggregate, and an ordered aggregate would
+# force a sort per group).
+_KEY_EPOCH = "DATE '2000-01-01'"
+_KEY_SCALE = "1e15"
+
+
+@dataclass(frozen=True)
+class _Calendar:
+    """SQL for one period type's calendar; mirrors ``dbsize.periods``."""
+
+    period_type: PeriodType
+
+    def trunc(self, day: str) -> str:
+        if self.period_type is PeriodType.daily:
+            return day
+        unit = {"weekly": "week", "monthly": "month", "quarterly": "quarter"}[self.period_type]
+        return f"date_trunc('{unit}', ({day})::timestamp)::date"
+
+    def shift(self, start: str, periods: int) -> str:
+        """The period start ``periods`` periods after (or before) ``start``."""
+        if self.period_type is PeriodType.daily:
+            return f"(({start}) + {periods})"
+        if self.period_type is PeriodType.weekly:
+            return f"(({start}) + {7 * periods})"
+        months = periods * (3 if self.period_type is PeriodType.quarterly else 1)
+        return f"(({start}) + interval '{months} months')::date"
+
+    @property
+    def step(self) -> str:
+        return {
+            "daily": "1 day",
+            "weekly": "7 days",
+            "monthly": "1 month",
+            "quarterly": "3 months",
+        }[self.period_type]
+
+    def end(self, start: str) -> str:
+        return f"({self.shift(start, 1)} - 1)"
+
+
+# Implied by every source row (its instance is requested, its period lies in [write_start,
+# write_end]), so it never turns a match into a non-match; it lets the planner read only that
+# index range of the target instead of the whole partition.
+_TARGET_RANGE = (
+    "AND t.instance_id = ANY(:ids) AND t.period_start BETWEEN :write_start AND :write_end"
+)
+
+# ---------------------------------------------------------------------------------------------
+# Database level
+# ---------------------------------------------------------------------------------------------
+
+_DB_STATS = (
+    "sample_count, avg_size_mb, max_size_mb, min_size_mb, first_size_mb, last_size_mb, "
+    "data_sample_count, avg_data_size_mb, max_data_size_mb, min_data_size_mb, "
+    "log_sample_count, avg_log_size_mb, max_log_size_mb, min_log_size_mb, "
+    "first_sample_date, last_sample_date, size_change_mb, size_change_percent, growth_mb_per_day"
+)
+_DB_COLUMNS = f"period_end, {_DB_STATS}, is_complete"
+
+
+def _db_grouped(
+    cal: _Calendar, source: str, where: str, period_start: str, carry: tuple[str, ...] = ()
+) -> str:
+    """Aggregate ``source`` samples (alias ``s``) per database and period.
+
+    Columns: instance_id, database_name, period_start, n, sum_size, min_size, max_size, n_data,
+    sum_data, min_data, max_data, n_log, sum_log, min_log, max_log, first_date, last_date,
+    first_size, last_size, and the ``carry`` columns of ``t`` (grouped by).
+    """
+    carried = "".join(f", t.{c}" for c in carry)
+    carried_names = "".join(f", {c}" for c in carry)
+    if cal.period_type is PeriodType.daily:
+        # The primary key of size_samples allows one sample per database and day: each sample is
+        # its own group, and no aggregation is needed.
+        return f"""
+        SELECT s.instance_id, s.database_name, s.collected_date AS period_start,
+               1 AS n, s.size_mb AS sum_size, s.size_mb AS min_size, s.size_mb AS max_size,
+               (s.data_size_mb IS NOT NULL)::int AS n_data, s.data_size_mb AS sum_data,
+               s.data_size_mb AS min_data, s.data_size_mb AS max_data,
+               (s.log_size_mb IS NOT NULL)::int AS n_log, s.log_size_mb AS sum_log,
+               s.log_size_mb AS min_log, s.log_size_mb AS max_log,
+               s.collected_date AS first_date, s.collected_date AS last_date,
+               s.size_mb AS first_size, s.size_mb AS last_size{carried}
+        FROM {source}
+        WHERE {where}"""
+    key = f"(s.collected_date - {_KEY_EPOCH}) * {_KEY_SCALE} + s.size_mb"
+    return f"""
+        SELECT instance_id, database_name, period_start, n, sum_size, min_size, max_size,
+               n_data, sum_data, min_data, max_data, n_log, sum_log, min_log, max_log,
+               first_date, last_date,
+               first_key - (first_date - {_KEY_EPOCH}) * {_KEY_SCALE} AS first_size,
+               last_key - (last_date - {_KEY_EPOCH}) * {_KEY_SCALE} AS last_size{carried_names}
+        FROM (
+            SELECT s.instance_id, s.database_name, {period_start} AS period_start,
+                   count(*)::int AS n, sum(s.size_mb) AS sum_size,
+                   min(s.size_mb) AS min_size, max(s.size_mb) AS max_size,
+                   count(s.data_size_mb)::int AS n_data, sum(s.data_size_mb) AS sum_data,
+                   min(s.data_size_mb) AS min_data, max(s.data_size_mb) AS max_data,
+                   count(s.log_size_mb)::int AS n_log, sum(s.log_size_mb) AS sum_log,
+                   min(s.log_size_mb) AS min_log, max(s.log_size_mb) AS max_log,
+                   min(s.collected_date) AS first_date, max(s.collected_date) AS last_date,
+                   min({key}) AS first_key, max({key}) AS last_key{carried}
+            FROM {source}
+            WHERE {where}
+            GROUP BY s.instance_id, s.database_name, {period_start}{carried}
+        ) AS g"""
+
+
+def _db_merge(cal: _Calendar, source_ctes: str) -> str:
+    """The MERGE shared by both sources.
+
+    ``source_ctes`` defines ``computed``: one row per (instance, database, period) to write,
+    with the aggregate columns of :func:`_db_grouped` plus ``prev_avg`` (the previous period's
+    average, NULL when it has no samples).
+    """
+    pt = cal.period_type.value
+    updates = ", ".join(f"{c} = s.{c}" for c in _DB_COLUMNS.split(", "))
+    return f"""
+    WITH {source_ctes},
+    src AS (
+        SELECT c.instance_id, c.database_name, c.period_start, {cal.end("c.period_start")}
+                   AS period_end,
+               c.n AS sample_count, c.avg_size AS avg_size_mb,
+               c.max_size AS max_size_mb, c.min_size AS min_size_mb,
+               c.first_size AS first_size_mb, c.last_size AS last_size_mb,
+               c.n_data AS data_sample_count,
+               round(c.sum_data / nullif(c.n_data, 0), 6) AS avg_data_size_mb,
+               c.max_data AS max_data_size_mb, c.min_data AS min_data_size_mb,
+               c.n_log AS log_sample_count,
+               round(c.sum_log / nullif(c.n_log, 0), 6) AS avg_log_size_mb,
+               c.max_log AS max_log_size_mb, c.min_log AS min_log_size_mb,
+               c.first_date AS first_sample_date, c.last_date AS last_sample_date,
+               c.avg_size - c.prev_avg AS size_change_mb,
+               CASE WHEN c.prev_avg <> 0
+                    THEN round((c.avg_size - c.prev_avg) * 100 / c.prev_avg, 4) END
+                   AS size_change_percent,
+               CASE WHEN c.last_date > c.first_date
+                    THEN round((c.last_size - c.first_size) / (c.last_date - c.first_date), 6)
+               END AS growth_mb_per_day,
+               {cal.end("c.period_start")} < :today AS is_complete
+        FROM computed AS c
+    )
+    MERGE INTO database_size_aggregations AS t
+    USING src AS s
+    ON t.instance_id = s.instance_id AND t.period_type = '{pt}'
+       AND t.period_start = s.period_start AND t.database_name = s.database_name
+       {_TARGET_RANGE}
+    WHEN MATCHED AND (t.{_DB_COLUMNS.replace(", ", ", t.")})
+                     IS DISTINCT FROM (s.{_DB_COLUMNS.replace(", ", ", s.")}) THEN
+        UPDATE SET {updates}, computed_at = now(), job_id = :job_id
+    WHEN NOT MATCHED THEN
+        INSERT (instance_id, database_name, period_type, period_start, {_DB_COLUMNS},
+                computed_at, job_id)
+        VALUES (s.instance_id, s.database_name, '{pt}', s.period_start,
+                s.{_DB_COLUMNS.replace(", ", ", s.")}, now(), :job_id)
+    """
+
+
+def database_window(period_type: PeriodType) -> str:
+    """Database level over a window. Parameters: ids, read_start, read_end, write_start, today,
+    job_id. ``read_start`` is one whole period before ``write_start`` (the context period)."""
+    cal = _Calendar(period_type)
+    grouped = _db_grouped(
+        cal,
+        "size_samples AS s",
+        "s.instance_id = ANY(:ids) AND s.collected_date BETWEEN :read_start AND :read_end",
+        cal.trunc("s.collected_date"),
+    )
+    ctes = f"""
+    grouped AS ({grouped}),
+    ordered AS (
+        SELECT g.*, round(g.sum_size / g.n, 6) AS avg_size,
+               lag(g.period_start) OVER w AS lag_start,
+               lag(round(g.sum_size / g.n, 6)) OVER w AS lag_avg
+        FROM grouped AS g
+        WINDOW w AS (PARTITION BY g.instance_id, g.database_name
+                     ORDER BY g.period_start)
+    ),
+    computed AS (
+        SELECT o.*,
+               CASE WHEN o.lag_start = {cal.shift("o.period_start", -1)} THEN o.lag_avg END
+                   AS prev_avg
+        FROM ordered AS o
+        WHERE o.period_start >= :write_start
+    )"""
+    return _db_merge(cal, ctes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Incremental targets
+# ---------------------------------------------------------------------------------------------
+
+
+def incremental_targets(period_type: PeriodType) -> str:
+    """The (instance, period) pairs an incremental run must rewrite, as parallel arrays.
+
+    Parameters: ids, watermark, today. Returns one row: count, first period_start, last
+    period_end, and the arrays (see ``TARGET_ARRAYS``) that the two ``*_targets`` statements
+    take, computed once so that both levels see the same targets.
+
+    A target is a period touched by a pending change (``since`` = its earliest changed day),
+    the period after it (its change columns depend on it), or a stored period that has ended
+    since it was written (still ``is_complete = false``). Those two have nothing new to read
+    (``since`` = infinity). ``merge``: the stored instance row covers only days before
+    ``since``, so the samples from ``since`` on are read and combined with the stored rows;
+    otherwise (no stored row, or a change on or before its last day) the whole period is read.
+    ``prev_target``: the previous period is a target too, so its new average is the baseline.
+    """
+    cal = _Calendar(period_type)
+    pt = period_type.value
+    ordered = "ORDER BY instance_id, period_start"
+    return f"""
+    WITH changes AS (
+        SELECT c.instance_id, c.first_date, c.last_date
+        FROM sample_changes AS c
+        LEFT JOIN aggregation_refresh_state AS r
+               ON r.instance_id = c.instance_id AND r.period_type = '{pt}'
+        WHERE c.id <= :watermark AND c.instance_id = ANY(:ids)
+          AND c.id > coalesce(r.change_watermark, 0)
+    ),
+    touched AS (
+        SELECT c.instance_id, g.start::date AS period_start,
+               min(greatest(c.first_date, g.start::date)) AS since
+        FROM changes AS c
+        CROSS JOIN LATERAL generate_series(
+            {cal.trunc("c.first_date")}::timestamp, {cal.trunc("c.last_date")}::timestamp,
+            interval '{cal.step}'
+        ) AS g(start)
+        GROUP BY 1, 2
+    ),
+    wanted AS (
+        SELECT instance_id, period_start, since FROM touched
+        UNION ALL
+        SELECT instance_id, {cal.shift("period_start", 1)}, 'infinity'::date FROM touched
+        UNION ALL
+        SELECT a.instance_id, a.period_start, 'infinity'::date
+        FROM instance_size_aggregations AS a
+        WHERE a.period_type = '{pt}' AND NOT a.is_complete AND a.period_end < :today
+          AND a.instance_id = ANY(:ids)
+    ),
+    pending AS (
+        SELECT w.instance_id, w.period_start, min(w.since) AS since,
+               -- a scalar subquery: one index probe per target, never a partition scan
+               (SELECT a.last_sample_date FROM instance_size_aggregations AS a
+                WHERE a.instance_id = w.instance_id AND a.period_type = '{pt}'
+                  AND a.period_start = w.period_start) AS stored_last
+        FROM wanted AS w
+        GROUP BY 1, 2
+    ),
+    targets AS (
+        SELECT instance_id, period_start, {cal.end("period_start")} AS period_end,
+               coalesce(stored_last < since, false) AS merge,
+               CASE WHEN stored_last < since THEN since ELSE period_start END AS read_from,
+               coalesce(lag(period_start) OVER (PARTITION BY instance_id ORDER BY period_start)
+                        = {cal.shift("period_start", -1)}, false) AS prev_target
+        FROM pending
+        -- A following period with no statistics yet has nothing to update (its samples, if
+        -- any, came with a change of their own and make it a touched period).
+        WHERE since < 'infinity' OR stored_last IS NOT NULL
+    )
+    SELECT count(*), min(period_start), max(period_end),
+           array_agg(instance_id {ordered}), array_agg(period_start {ordered}),
+           array_agg(read_from {ordered}), array_agg(merge {ordered}),
+           array_agg(prev_target {ordered})
+    FROM targets
+    """
+
+
+TARGET_ARRAYS = ("t_instance", "t_start", "t_read_from", "t_merge", "t_prev_target")
+
+
+def _targets(cal: _Calendar) -> str:
+    """CTE ``targets`` from the arrays of :func:`incremental_targets`."""
+    return f"""
+    targets AS (
+        SELECT t.instance_id, t.period_start, {cal.end("t.period_start")} AS period_end,
+               t.read_from, t.merge, t.prev_target
+        FROM unnest(:t_instance, :t_start, :t_read_from, :t_merge, :t_prev_target)
+             AS t(instance_id, period_start, read_from, merge, prev_target)
+    )"""
+
+
+def _target_samples(columns: str) -> str:
+    """Each target's samples from its ``read_from`` day, one index scan per target.
+
+    OFFSET 0 keeps the subquery from being flattened into a join, which the planner would
+    otherwise run against every partition; per target it prunes to the partitions of its own
+    days (usually one) and reads the instance's rows there.
+    """
+    return f"""targets AS t
+        CROSS JOIN LATERAL (
+            SELECT {columns} FROM size_samples AS s
+            WHERE s.instance_id = t.instance_id
+              AND s.collected_date BETWEEN t.read_from AND t.period_end
+            OFFSET 0
+        ) AS s"""
+
+
+def database_targets(period_type: PeriodType) -> str:
+    """Database level for the incremental targets. Parameters: the target arrays, ids,
+    write_start, write_end (the targets' window), today, job_id."""
+    cal = _Calendar(period_type)
+    pt = period_type.value
+    fresh = _db_grouped(
+        cal,
+        _target_samples(
+            "s.instance_id, s.database_name, s.collected_date, s.size_mb, s.data_size_mb,"
+            " s.log_size_mb"
+        ),
+        "t.read_from <= t.period_end",
+        "t.period_start",
+        carry=("merge", "prev_target"),
+    )
+    previous = cal.shift("m.period_start", -1)
+    # A stored sum is exact: avg is sum/n rounded to 6 places and n <= 92 (a quarter), so
+    # round(avg * n, 3) recovers a sum of 3-decimal sizes (error <= 92 * 0.5e-6 < 0.0005).
+    ctes = f"""{_targets(cal)},
+    fresh AS ({fresh}),
+    stored AS (
+        -- One index range per merged target (OFFSET 0: not a join over the whole partition).
+        SELECT a.*, a.avg_size_mb - a.size_change_mb AS stored_prev_avg, t.merge,
+               t.prev_target
+        FROM targets AS t
+        CROSS JOIN LATERAL (
+            SELECT * FROM database_size_aggregations AS a
+            WHERE a.instance_id = t.instance_id AND a.period_type = '{pt}'
+              AND a.period_start = t.period_start
+            OFFSET 0
+        ) AS a
+        WHERE t.merge
+    ),
+    merged AS MATERIALIZED (
+        SELECT x.*, round(x.sum_size / x.n, 6) AS avg_size
+        FROM (
+            SELECT coalesce(f.instance_id, a.instance_id) AS instance_id,
+                   coalesce(f.database_name, a.database_name) AS database_name,
+                   coalesce(f.period_start, a.period_start) AS period_start,
+                   coalesce(f.merge, a.merge) AS merge,
+                   coalesce(f.prev_target, a.prev_target) AS prev_target,
+                   coalesce(a.sample_count, 0) + coalesce(f.n, 0) AS n,
+                   coalesce(round(a.avg_size_mb * a.sample_count, 3), 0)
+                       + coalesce(f.sum_size, 0) AS sum_size,
+                   least(a.min_size_mb, f.min_size) AS min_size,
+                   greatest(a.max_size_mb, f.max_size) AS max_size,
+                   coalesce(a.data_sample_count, 0) + coalesce(f.n_data, 0) AS n_data,
+                   CASE WHEN a.data_sample_count > 0 OR f.n_data > 0 THEN
+                       coalesce(round(a.avg_data_size_mb * a.data_sample_count, 3), 0)
+                       + coalesce(f.sum_data, 0) END AS sum_data,
+                   least(a.min_data_size_mb, f.min_data) AS min_data,
+                   greatest(a.max_data_size_mb, f.max_data) AS max_data,
+                   coalesce(a.log_sample_count, 0) + coalesce(f.n_log, 0) AS n_log,
+                   CASE WHEN a.log_sample_count > 0 OR f.n_log > 0 THEN
+                       coalesce(round(a.avg_log_size_mb * a.log_sample_count, 3), 0)
+                       + coalesce(f.sum_log, 0) END AS sum_log,
+                   least(a.min_log_size_mb, f.min_log) AS min_log,
+                   greatest(a.max_log_size_mb, f.max_log) AS max_log,
+                   coalesce(a.first_sample_date, f.first_date) AS first_date,
+                   coalesce(f.last_date, a.last_sample_date) AS last_date,
+                   coalesce(a.first_size_mb, f.first_size) AS first_size,
+                   coalesce(f.last_size, a.last_size_mb) AS last_size,
+                   a.instance_id IS NOT NULL AS has_stored, a.stored_prev_avg
+            FROM fresh AS f
+            FULL JOIN stored AS a
+              ON a.instance_id = f.instance_id AND a.period_start = f.period_start
+             AND a.database_name = f.database_name
+        ) AS x
+    ),
+    -- The stored previous period of each re-read target whose previous period is not a
+    -- target itself: one index range per target.
+    stored_prev AS (
+        SELECT t.instance_id, t.period_start, q.database_name, q.avg_size_mb
+        FROM targets AS t
+        CROSS JOIN LATERAL (
+            SELECT q.database_name, q.avg_size_mb FROM database_size_aggregations AS q
+            WHERE q.instance_id = t.instance_id AND q.period_type = '{pt}'
+              AND q.period_start = {cal.shift("t.period_start", -1)}
+            OFFSET 0
+        ) AS q
+        WHERE NOT t.merge AND NOT t.prev_target AND t.read_from <= t.period_end
+    ),
+    computed AS (
+        SELECT m.*,
+               CASE
+                   -- the previous period is being rewritten too: its new average
+                   WHEN m.prev_target THEN mp.avg_size
+                   -- merged row: the previous period has not changed since it was written
+                   WHEN m.has_stored THEN m.stored_prev_avg
+                   WHEN NOT m.merge THEN sp.avg_size_mb
+                   -- a database new in a merged period (rare): look it up
+                   ELSE (SELECT q.avg_size_mb FROM database_size_aggregations AS q
+                         WHERE q.instance_id = m.instance_id AND q.period_type = '{pt}'
+                           AND q.period_start = {previous}
+                           AND q.database_name = m.database_name)
+               END AS prev_avg
+        FROM merged AS m
+        LEFT JOIN merged AS mp
+               ON m.prev_target AND mp.instance_id = m.instance_id
+              AND mp.database_name = m.database_name AND mp.period_start = {previous}
+        LEFT JOIN stored_prev AS sp
+               ON sp.instance_id = m.instance_id AND sp.period_start = m.period_start
+              AND sp.database_name = m.database_name
+    )"""
+    return _db_merge(cal, ctes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Instance level
+# ---------------------------------------------------------------------------------------------
+
+_INSTANCE_STATS = (
+    "sample_count, avg_size_mb, max_size_mb, min_size_mb, "
+    "avg_database_count, max_database_count, min_database_count, "
+    "first_sample_date, last_sample_date, size_change_mb, size_change_percent, trend"
+)
+_INSTANCE_COLUMNS = f"period_end, {_INSTANCE_STATS}, is_complete"
+
+
+def _instance_merge(cal: _Calendar, source_ctes: str) -> str:
+    """``source_ctes`` defines ``computed``: instance_id, period_start, n (days), sum_size,
+    min_size, max_size (of daily totals), sum_dbs, min_dbs, max_dbs, first_date, last_date,
+    avg_size and prev_avg."""
+    pt = cal.period_type.value
+    updates = ", ".join(f"{c} = s.{c}" for c in _INSTANCE_COLUMNS.split(", "))
+    return f"""
+    WITH {source_ctes},
+    changed AS (
+        SELECT c.*, c.avg_size - c.prev_avg AS change,
+               CASE WHEN c.prev_avg <> 0
+                    THEN round((c.avg_size - c.prev_avg) * 100 / c.prev_avg, 4) END AS percent
+        FROM computed AS c
+    ),
+    src AS (
+        SELECT c.instance_id, c.period_start, {cal.end("c.period_start")} AS period_end,
+               c.n AS sample_count, c.avg_size AS avg_size_mb,
+               c.max_size AS max_size_mb, c.min_size AS min_size_mb,
+               round(c.sum_dbs::numeric / c.n, 6) AS avg_database_count,
+               c.max_dbs AS max_database_count, c.min_dbs AS min_database_count,
+               c.first_date AS first_sample_date, c.last_date AS last_sample_date,
+               c.change AS size_change_mb, c.percent AS size_change_percent,
+               CASE WHEN c.prev_avg IS NULL THEN 'stable'
+                    -- from nothing to something is growth, whatever the threshold
+                    WHEN c.prev_avg = 0 THEN
+                        CASE WHEN c.change > 0 THEN 'growing' ELSE 'stable' END
+                    WHEN c.percent > :threshold THEN 'growing'
+                    WHEN c.percent < -(:threshold) THEN 'shrinking'
+                    ELSE 'stable'
+               END AS trend,
+               {cal.end("c.period_start")} < :today AS is_complete
+        FROM changed AS c
+    )
+    MERGE INTO instance_size_aggregations AS t
+    USING src AS s
+    ON t.instance_id = s.instance_id AND t.period_type = '{pt}'
+       AND t.period_start = s.period_start
+       {_TARGET_RANGE}
+    WHEN MATCHED AND (t.{_INSTANCE_COLUMNS.replace(", ", ", t.")})
+                     IS DISTINCT FROM (s.{_INSTANCE_COLUMNS.replace(", ", ", s.")}) THEN
+        UPDATE SET {updates}, computed_at = now(), job_id = :job_id
+    WHEN NOT MATCHED THEN
+        INSERT (instance_id, period_type, period_start, {_INSTANCE_COLUMNS}, computed_at, job_id)
+        VALUES (s.instance_id, '{pt}', s.period_start,
+                s.{_INSTANCE_COLUMNS.replace(", ", ", s.")}, now(), :job_id)
+    """
+
+
+def _instance_grouped(cal: _Calendar, days: str) -> str:
+    return f"""
+        SELECT d.instance_id, {cal.trunc("d.day")} AS period_start, count(*)::int AS n,
+               sum(d.total) AS sum_size, min(d.total) AS min_size, max(d.total) AS max_size,
+               sum(d.dbs)::bigint AS sum_dbs, min(d.dbs) AS min_dbs, max(d.dbs) AS max_dbs,
+               min(d.day) AS first_date, max(d.day) AS last_date
+        FROM {days} AS d
+        GROUP BY 1, 2"""
+
+
+def instance_window(period_type: PeriodType) -> str:
+    """Instance level over a window: the instance's databases are summed per day first.
+    Parameters: ids, read_start, read_end, write_start, today, threshold, job_id."""
+    cal = _Calendar(period_type)
+    ctes = f"""
+    days AS (
+        SELECT s.instance_id, s.collected_date AS day, sum(s.size_mb) AS total,
+               count(*)::int AS dbs
+        FROM size_samples AS s
+        WHERE s.instance_id = ANY(:ids) AND s.collected_date BETWEEN :read_start AND :read_end
+        GROUP BY 1, 2
+    ),
+    grouped AS ({_instance_grouped(cal, "days")}),
+    ordered AS (
+        SELECT g.*, round(g.sum_size / g.n, 6) AS avg_size,
+               lag(g.period_start) OVER w AS lag_start,
+               lag(round(g.sum_size / g.n, 6)) OVER w AS lag_avg
+        FROM grouped AS g
+        WINDOW w AS (PARTITION BY g.instance_id ORDER BY g.period_start)
+    ),
+    computed AS (
+        SELECT o.*,
+               CASE WHEN o.lag_start = {cal.shift("o.period_start", -1)} THEN o.lag_avg END
+                   AS prev_avg
+        FROM ordered AS o
+        WHERE o.period_start >= :write_start
+    )"""
+    return _instance_merge(cal, ctes)
+
+
+def instance_targets(period_type: PeriodType) -> str:
+    """Instance level for the incremental targets. Parameters: the target arrays, ids,
+    write_start, write_end, today, threshold, job_id."""
+    cal = _Calendar(period_type)
+    pt = period_type.value
+    previous = cal.shift("m.period_start", -1)
+    ctes = f"""{_targets(cal)},
+    days AS (
+        SELECT t.instance_id, s.collected_date AS day, sum(s.size_mb) AS total,
+               count(*)::int AS dbs
+        FROM {_target_samples("s.collected_date, s.size_mb")}
+        WHERE t.read_from <= t.period_end
+        GROUP BY 1, 2
+    ),
+    fresh AS ({_instance_grouped(cal, "days")}),
+    -- See database_targets for why round(avg * n, k) is the exact stored sum.
+    merged AS MATERIALIZED (
+        SELECT x.*, round(x.sum_size / x.n, 6) AS avg_size
+        FROM (
+            SELECT t.instance_id, t.period_start, t.prev_target,
+                   coalesce(a.sample_count, 0) + coalesce(f.n, 0) AS n,
+                   coalesce(round(a.avg_size_mb * a.sample_count, 3), 0)
+                       + coalesce(f.sum_size, 0) AS sum_size,
+                   least(a.min_size_mb, f.min_size) AS min_size,
+                   greatest(a.max_size_mb, f.max_size) AS max_size,
+                   coalesce(round(a.avg_database_count * a.sample_count)::bigint, 0)
+                       + coalesce(f.sum_dbs, 0) AS sum_dbs,
+                   least(a.min_database_count, f.min_dbs) AS min_dbs,
+                   greatest(a.max_database_count, f.max_dbs) AS max_dbs,
+                   coalesce(a.first_sample_date, f.first_date) AS first_date,
+                   coalesce(f.last_date, a.last_sample_date) AS last_date,
+                   a.instance_id IS NOT NULL AS has_stored,
+                   a.avg_size_mb - a.size_change_mb AS stored_prev_avg
+            FROM targets AS t
+            LEFT JOIN fresh AS f
+                   ON f.instance_id = t.instance_id AND f.period_start = t.period_start
+            LEFT JOIN LATERAL (
+                SELECT * FROM instance_size_aggregations AS a
+                WHERE a.instance_id = t.instance_id AND a.period_type = '{pt}'
+                  AND a.period_start = t.period_start
+                OFFSET 0
+            ) AS a ON t.merge
+            WHERE f.instance_id IS NOT NULL OR a.instance_id IS NOT NULL
+        ) AS x
+    ),
+    computed AS (
+        SELECT m.*,
+               CASE
+                   WHEN m.prev_target THEN mp.avg_size
+                   WHEN m.has_stored THEN m.stored_prev_avg
+                   ELSE (SELECT q.avg_size_mb FROM instance_size_aggregations AS q
+                         WHERE q.instance_id = m.instance_id AND q.period_type = '{pt}'
+                           AND q.period_start = {previous})
+               END AS prev_avg
+        FROM merged AS m
+        LEFT JOIN merged AS mp
+               ON m.prev_target AND mp.instance_id = m.instance_id
+              AND mp.period_start = {previous}
+    )"""
+    return _instance_merge(cal, ctes)
