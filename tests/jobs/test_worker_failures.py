@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from httpx import AsyncClient
@@ -20,8 +20,10 @@ from dbsize.jobs.runner import JobRunner
 from dbsize.jobs.sweeper import sweep
 from dbsize.redis import create_arq_redis
 from dbsize.worker.tasks import scheduled_aggregation
+from tests.factories import create_instance
 from tests.jobs.conftest import (
     assert_settled,
+    insert_samples,
     slow_period,
     start_worker,
     stop_worker,
@@ -183,6 +185,9 @@ class TestCli:
             from tests.jobs.conftest import fail_period
 
             await fail_period(engine, "daily")
+            # New data, so the second run must write (and hits the injected failure).
+            instance = await create_instance(client, "late-arrival")
+            await insert_samples(engine, instance["id"], end=date.today(), days=3)
             bad = await run_aggregate(
                 settings,
                 build_parser().parse_args(["aggregate", "--periods", "daily", "weekly", "--wait"]),
