@@ -80,10 +80,7 @@ async def one_run(client: AsyncClient) -> tuple[float, float, float]:
     return wall_ms, aggregation_ms, wall_ms - aggregation_ms
 
 
-async def main(instances: int, runs: int, days: int) -> None:
-    name = f"dbsize_bench_jobs_{uuid.uuid4().hex[:8]}"
-    url = make_url(SERVER).set(database=name).render_as_string(hide_password=False)
-    create_and_upgrade(url)
+async def main(url: str, instances: int, runs: int, days: int) -> None:
     settings = Settings(
         database_url=url, queue_name=f"dbsize-bench-{uuid.uuid4().hex[:8]}", cron_enabled=False
     )
@@ -124,4 +121,7 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--days", type=int, default=7)
     args = parser.parse_args()
-    asyncio.run(main(args.instances, args.runs, args.days))
+    name = f"dbsize_bench_jobs_{uuid.uuid4().hex[:8]}"
+    url = make_url(SERVER).set(database=name).render_as_string(hide_password=False)
+    create_and_upgrade(url)  # outside the loop: Alembic's env runs its own asyncio.run
+    asyncio.run(main(url, args.instances, args.runs, args.days))
