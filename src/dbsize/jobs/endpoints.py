@@ -212,7 +212,8 @@ async def list_jobs(
             created_before=created_before,
         )
         page = list(jobs[:limit])
-        views = [_view(job, list(await repo.period_results(job.id))) for job in page]
+        results = await repo.period_results_by_job([job.id for job in page])
+        views = [_view(job, results[job.id]) for job in page]
     next_cursor = (
         encode_cursor(page[-1].created_at.isoformat(), str(page[-1].id))
         if len(jobs) > limit

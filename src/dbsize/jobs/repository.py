@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, text, update
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -155,6 +155,16 @@ class JobRepository:
     async def period_results(self, job_id: uuid.UUID) -> Sequence[JobPeriodResult]:
         query = select(JobPeriodResult).where(JobPeriodResult.job_id == job_id)
         return (await self.session.execute(query)).scalars().all()
+
+    async def period_results_by_job(
+        self, job_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[JobPeriodResult]]:
+        """The PeriodResults of several jobs in one query (a list page must not do one per job)."""
+        by_job: dict[uuid.UUID, list[JobPeriodResult]] = {job_id: [] for job_id in job_ids}
+        query = select(JobPeriodResult).where(JobPeriodResult.job_id.in_(list(job_ids)))
+        for result in (await self.session.execute(query)).scalars():
+            by_job[result.job_id].append(result)
+        return by_job
 
     async def list_jobs(
         self,
@@ -333,7 +343,7 @@ class JobRepository:
         error: dict[str, Any] | None = None,
     ) -> bool:
         result = await self.session.execute(
-            _FINISH_SQL.bindparams(bindparam("token", type_=None)),
+            _FINISH_SQL,
             {
                 "job_id": job_id,
                 "status": status.value,
