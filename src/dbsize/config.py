@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=3, ge=1)
     worker_poll_delay_seconds: float = Field(default=0.05, gt=0)
     worker_max_jobs: int = Field(default=4, ge=1)
+    # Period types of one job computed at once, each on its own connection. More than the
+    # database server's cores only queues work; 1 makes a cancel take effect soonest.
+    job_period_concurrency: int = Field(default=2, ge=1, le=4)
     long_poll_max_seconds: int = Field(default=30, ge=0)
     idempotency_key_ttl_hours: int = Field(default=24, ge=1)
 

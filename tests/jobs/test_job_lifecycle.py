@@ -74,7 +74,7 @@ class TestHappyPath:
         assert job["progress"] == {
             "periods_done": 4,
             "periods_total": 4,
-            "current_period": None,
+            "running_periods": [],
             "percent": 100.0,
         }
         records = (await client.get(f"/v1/aggregation-jobs/{job['id']}/instances")).json()["items"]
@@ -175,7 +175,7 @@ class TestPeriodFailure:
         async def broken(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("bug in the engine")
 
-        monkeypatch.setattr("dbsize.jobs.runner.aggregate_period", broken)
+        monkeypatch.setattr("dbsize.aggregation.service.aggregate_period", broken)
         job = await wait_for_job(client, (await submit(client))["id"])
         assert job["status"] == "failed"
         assert_settled(job)

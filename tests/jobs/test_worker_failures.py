@@ -127,7 +127,7 @@ async def wait_for_period(client: AsyncClient, job_id: str, period: str) -> dict
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         body: dict[str, Any] = (await client.get(f"/v1/aggregation-jobs/{job_id}")).json()
-        if body["progress"]["current_period"] == period:
+        if period in body["progress"]["running_periods"]:
             return body
         await asyncio.sleep(0.05)
     raise AssertionError(f"job never reached {period}")

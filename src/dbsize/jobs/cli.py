@@ -39,7 +39,8 @@ def _body(args: argparse.Namespace) -> JobCreate:
 def _progress_line(job: AggregationJob) -> str:
     filled = BAR_WIDTH * job.periods_done // max(job.periods_total, 1)
     bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-    current = f" {job.current_period}" if job.current_period and job.status == "running" else ""
+    running = job.running_periods if job.status == "running" else []
+    current = f" {','.join(running)}" if running else ""
     return f"\r[{bar}] {job.periods_done}/{job.periods_total} periods {job.status}{current}   "
 
 

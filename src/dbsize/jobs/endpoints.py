@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
+from dbsize.aggregation.schemas import PeriodType
 from dbsize.config import Settings
 from dbsize.db import session_scope
 from dbsize.errors import ServiceUnavailable
@@ -70,7 +71,7 @@ def _view(
         progress=JobProgress(
             periods_done=job.periods_done,
             periods_total=job.periods_total,
-            current_period=job.current_period,
+            running_periods=[PeriodType(p) for p in job.running_periods],
             percent=round(100 * job.periods_done / job.periods_total, 1),
         ),
         counters=counters,

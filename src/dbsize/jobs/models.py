@@ -73,7 +73,8 @@ class AggregationJob(Base):
     retry_of: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("aggregation_jobs.id"))
     periods_total: Mapped[int] = mapped_column(Integer, nullable=False)
     periods_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    current_period: Mapped[str | None] = mapped_column(String(16))
+    # Period types being computed now (several run at once: DBSIZE_JOB_PERIOD_CONCURRENCY).
+    running_periods: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list)
     total_instances: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     succeeded_instances: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     failed_instances: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

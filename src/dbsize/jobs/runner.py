@@ -2,7 +2,8 @@
 
 1. claim it (queued -> running, with a fresh lease token) and start a heartbeat;
 2. take the instance locks, then await each period's calculation in its own transaction,
-   collecting one PeriodResult per period (period calculations never touch sync records);
+   ``DBSIZE_JOB_PERIOD_CONCURRENCY`` at a time, collecting one PeriodResult per period (period
+   calculations never touch sync records; no period type reads another's rows);
 3. in ONE transaction: write the PeriodResults, settle every sync record from them with one
    set-based statement, and set the final status with counters derived from the records.
 
@@ -16,14 +17,15 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dbsize.aggregation.schemas import AggregationScope, PeriodResult, PeriodType, ScopeKind
 from dbsize.aggregation.service import (
-    aggregate_period,
+    aggregate_periods,
     commit_incremental,
     is_transient_db_error,
     prepare_incremental,
@@ -135,34 +137,56 @@ class JobRunner:
         request = job.request
         instance_ids: list[int] = list(request["instance_ids"])
         periods = [PeriodType(p) for p in job.periods]
+        cancelled = False
+        locked_at: list[datetime] = []
+
+        async def may_start(period: PeriodType) -> bool:
+            """Between periods: renew the lease, show progress, honour a cancel request."""
+            nonlocal cancelled
+            if cancelled:
+                return False
+            running = func.array_append(AggregationJob.running_periods, period.value)
+            values: dict[str, Any] = {"running_periods": running}
+            if not locked_at:
+                locked_at.append(self.clock())
+                values["locked_at"] = locked_at[0]
+            async with session_scope(self.sessionmaker) as session:
+                cancel_requested = await JobRepository(session).touch(job.id, token, **values)
+            if cancel_requested is None:
+                raise LeaseLost
+            cancelled = cancelled or cancel_requested
+            return not cancelled
+
+        async def fence(session: AsyncSession, result: PeriodResult) -> None:
+            # In the period's own transaction: if the lease was lost, its writes roll back.
+            progress = {
+                "periods_done": AggregationJob.periods_done + 1,
+                "running_periods": func.array_remove(
+                    AggregationJob.running_periods, result.period_type.value
+                ),
+            }
+            if not await JobRepository(session).owns(job.id, token, **progress):
+                raise LeaseLost
+
         async with instance_locks(self.engine, instance_ids):
-            await self._owned(job.id, token, locked_at=self.clock())
             scope = await self._scope(request)
-            results: list[PeriodResult] = []
-            cancelled = False
-            for done, period in enumerate(periods):
-                if await self._cancel_requested(job.id):
-                    cancelled = True
-                    break
-                await self._owned(job.id, token, current_period=period.value)
-                async with session_scope(self.sessionmaker) as session:
-                    result = await aggregate_period(
-                        session,
-                        period,
-                        scope,
-                        instance_ids,
-                        job_id=job.id,
-                        today=self.today(),
-                        trend_threshold_percent=self.settings.trend_threshold_percent,
-                    )
-                    # Fenced: if the lease was lost this raises and the period's writes roll back.
-                    if not await JobRepository(session).owns(job.id, token, periods_done=done + 1):
-                        raise LeaseLost
-                results.append(result)
-            outcome = await self._finalise(job, token, scope, results, cancelled=cancelled)
+            results = await aggregate_periods(
+                self.sessionmaker,
+                periods,
+                scope,
+                instance_ids,
+                job_id=job.id,
+                today=self.today(),
+                trend_threshold_percent=self.settings.trend_threshold_percent,
+                concurrency=self.settings.job_period_concurrency,
+                may_start=may_start,
+                before_commit=fence,
+            )
+            outcome, counters = await self._finalise(
+                job, token, scope, results, cancelled=cancelled
+            )
         for result in results:
             self._log_period(bound, result)
-        counters = await self._counters(job.id)
         log_method = bound.info if outcome is JobStatus.succeeded else bound.warning
         log_method("job_finished", status=outcome.value, **counters)
         return JobOutcome(job.id, outcome)
@@ -188,7 +212,7 @@ class JobRunner:
         results: Sequence[PeriodResult],
         *,
         cancelled: bool,
-    ) -> JobStatus:
+    ) -> tuple[JobStatus, dict[str, int]]:
         """The one transaction: PeriodResults, every sync record, final status and counters."""
         status = final_status(results, cancelled=cancelled)
         async with session_scope(self.sessionmaker) as session:
@@ -203,9 +227,10 @@ class JobRunner:
                 if scope.kind is ScopeKind.incremental:
                     await commit_incremental(session, scope, results)
             problem = _period_problem(results, status)
-            if not await repo.finish(job.id, status, token=token, error=problem):
+            counters = await repo.finish(job.id, status, token=token, error=problem)
+            if counters is None:
                 raise LeaseLost
-        return status
+        return status, counters
 
     async def _fail(
         self, job_id: uuid.UUID, token: uuid.UUID, problem: dict[str, Any], bound: Any
@@ -214,15 +239,12 @@ class JobRunner:
         async with session_scope(self.sessionmaker) as session:
             repo = JobRepository(session)
             await repo.settle_unsettled_records(job_id, RecordStatus.failed, problem["detail"])
-            finished = await repo.finish(job_id, JobStatus.failed, token=token, error=problem)
-        if not finished:
+            counters = await repo.finish(job_id, JobStatus.failed, token=token, error=problem)
+        if counters is None:
             bound.warning("job_lease_lost")
             return None
         bound.error(
-            "job_finished",
-            status=JobStatus.failed.value,
-            error=problem["detail"],
-            **await self._counters(job_id),
+            "job_finished", status=JobStatus.failed.value, error=problem["detail"], **counters
         )
         return JobOutcome(job_id, JobStatus.failed)
 
@@ -232,27 +254,6 @@ class JobRunner:
                 await JobRepository(session).release(job_id, token)
         except Exception as exc:  # the database may still be down; the sweeper will re-drive
             log.warning("job_release_failed", job_id=str(job_id), error=str(exc))
-
-    async def _owned(self, job_id: uuid.UUID, token: uuid.UUID, **values: Any) -> None:
-        async with session_scope(self.sessionmaker) as session:
-            if not await JobRepository(session).owns(job_id, token, **values):
-                raise LeaseLost
-
-    async def _cancel_requested(self, job_id: uuid.UUID) -> bool:
-        async with session_scope(self.sessionmaker) as session:
-            return await JobRepository(session).cancel_requested(job_id)
-
-    async def _counters(self, job_id: uuid.UUID) -> dict[str, int]:
-        async with session_scope(self.sessionmaker) as session:
-            job = await JobRepository(session).get(job_id)
-        assert job is not None
-        return {
-            "total_instances": job.total_instances,
-            "succeeded_instances": job.succeeded_instances,
-            "failed_instances": job.failed_instances,
-            "skipped_instances": job.skipped_instances,
-            "cancelled_instances": job.cancelled_instances,
-        }
 
     async def _heartbeat(self, job_id: uuid.UUID, token: uuid.UUID) -> None:
         while True:

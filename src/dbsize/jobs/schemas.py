@@ -63,7 +63,7 @@ class JobCreate(BaseModel):
 class JobProgress(BaseModel):
     periods_done: int
     periods_total: int
-    current_period: PeriodType | None
+    running_periods: list[PeriodType]
     percent: float
 
 

@@ -14,7 +14,6 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import Double, cast, literal, select, text, tuple_
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dbsize.samples.models import SizeSample
@@ -97,7 +96,6 @@ _ENSURE_PARTITIONS = text(
 )
 
 _PARTITION_NAME = re.compile(r"^size_samples_\d{4}_\d{2}$")
-DUPLICATE_TABLE = "42P07"
 
 # One CTE per month partition, writing to the partition itself: PostgreSQL 15 cannot return a
 # system column from an INSERT on a partitioned table, and `xmax = 0` is how an upsert tells an
@@ -218,20 +216,11 @@ class SampleRepository:
     async def ensure_partitions(self, months: Sequence[date]) -> list[MonthPartition]:
         """Create the missing partitions of ``months`` (first days); return each month's partition.
 
-        Two transactions creating the same month race inside dbsize_ensure_sample_partition: the
-        loser waits on the advisory lock, but its re-check reads a stale catalog cache and its
-        CREATE fails with duplicate_table. That failure refreshes the cache, so the call is made in
-        a savepoint and repeated once.
+        Concurrent creations of the same month are safe: dbsize_ensure_sample_partition treats
+        the loser's duplicate_table as "created" (migration 0004).
         """
-        for attempt in (1, 2):
-            try:
-                async with self.session.begin_nested():
-                    result = await self.session.execute(_ENSURE_PARTITIONS, {"months": months})
-                    partitions = [MonthPartition(r.month, r.partition) for r in result]
-                break
-            except DBAPIError as exc:
-                if attempt == 2 or getattr(exc.orig, "sqlstate", None) != DUPLICATE_TABLE:
-                    raise
+        result = await self.session.execute(_ENSURE_PARTITIONS, {"months": months})
+        partitions = [MonthPartition(r.month, r.partition) for r in result]
         for partition in partitions:
             if not _PARTITION_NAME.match(partition.name):  # it is spliced into SQL below
                 raise RuntimeError(f"unexpected partition name {partition.name!r}")
