@@ -1,4 +1,5 @@
-"""App factory. The lifespan builds the engine, the sessionmaker and the arq client once."""
+"""App factory. The lifespan builds the engine, the sessionmaker, the arq client and the job
+change feed once."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dbsize.errors import install_handlers
 from dbsize.health import router as health_router
 from dbsize.instances.endpoints import router as instances_router
 from dbsize.jobs.endpoints import router as jobs_router
+from dbsize.jobs.notifications import JobChangeFeed
 from dbsize.redis import create_arq_redis
 from dbsize.samples.endpoints import router as samples_router
 
@@ -38,9 +40,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.arq = create_arq_redis(settings.redis_url, settings.queue_name)
+        app.state.job_feed = JobChangeFeed(engine)
+        app.state.job_feed.start()
         try:
             yield
         finally:
+            await app.state.job_feed.stop()
             await app.state.arq.aclose()
             await engine.dispose()
 

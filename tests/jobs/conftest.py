@@ -49,6 +49,11 @@ async def start_worker(settings: Settings, **overrides: Any) -> tuple[Worker, as
 
 
 async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
+    # A test may end as soon as a job's final transaction commits, while arq is still storing
+    # its result: close() cancels tasks still running, so let them end first.
+    running = [t for t in worker.tasks.values() if not t.done()]
+    if running:
+        await asyncio.wait(running, timeout=10)
     await worker.close()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
 from arq.worker import Worker
+from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -79,6 +80,8 @@ class TestHappyPath:
         }
         records = (await client.get(f"/v1/aggregation-jobs/{job['id']}/instances")).json()["items"]
         assert {r["status"] for r in records} == {"succeeded"}
+        started = datetime.fromisoformat(job["started_at"])
+        assert all(datetime.fromisoformat(r["updated_at"]) >= started for r in records)
         async with engine.connect() as conn:
             written = await conn.scalar(
                 text("SELECT count(*) FROM database_size_aggregations WHERE job_id = :id"),
@@ -268,11 +271,8 @@ class TestOverlap:
         a, b = await wait_for_job(client, first["id"]), await wait_for_job(client, second["id"])
         assert a["status"] == b["status"] == "succeeded"
         async with engine.connect() as conn:
-            rows = dict(
-                (await conn.execute(text("SELECT id::text, locked_at FROM aggregation_jobs")))
-                .tuples()
-                .all()
-            )
+            result = await conn.execute(text("SELECT id::text, locked_at FROM aggregation_jobs"))
+            rows: dict[str, datetime] = {row.id: row.locked_at for row in result}
         # The second job got its locks only after the first had committed its outcome.
         assert rows[second["id"]] >= _parse(a["finished_at"])
 
@@ -414,6 +414,31 @@ class TestPolling:
         job = await submit(client, {"periods": ["daily"]})
         response = await client.get(f"/v1/aggregation-jobs/{job['id']}", params={"wait": 20})
         assert response.json()["status"] == "succeeded"
+
+    async def test_long_poll_wakes_on_the_change_notification(
+        self,
+        app: FastAPI,
+        client: AsyncClient,
+        engine: AsyncEngine,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # The fallback re-read is pushed past every timeout here: only the NOTIFY sent by the
+        # job row's trigger can end the wait early.
+        monkeypatch.setattr("dbsize.jobs.endpoints.POLL_INTERVAL_SECONDS", 120.0)
+        await asyncio.wait_for(app.state.job_feed.listening.wait(), 10)
+        await fleet(client, engine, with_samples=1)
+        job = await submit(client, {"periods": ["daily"]})
+        url = f"/v1/aggregation-jobs/{job['id']}"
+        etag = (await client.get(url)).headers["etag"]
+        poll = asyncio.create_task(
+            client.get(url, params={"wait": 60}, headers={"If-None-Match": etag})
+        )
+        await asyncio.sleep(0.3)
+        assert not poll.done()  # nothing changed yet: still waiting
+        await client.post(f"{url}/cancel")
+        response = await asyncio.wait_for(poll, 10)
+        assert response.status_code == 200
+        assert response.json()["status"] == "cancelled"
 
     async def test_events_stream_ends_at_terminal_status(
         self, client: AsyncClient, engine: AsyncEngine, worker: Worker

@@ -72,7 +72,7 @@ class InstanceRepository:
         result = await self.session.execute(
             select(Instance.name, Instance.id).where(Instance.name.in_(names))
         )
-        return {name: id_ for name, id_ in result.tuples()}
+        return {row.name: row.id for row in result}
 
     async def existing_ids(self, ids: Sequence[int]) -> set[int]:
         result = await self.session.execute(select(Instance.id).where(Instance.id.in_(ids)))

@@ -26,6 +26,7 @@ from dbsize.jobs.models import (
     RecordStatus,
     Trigger,
 )
+from dbsize.jobs.notifications import JobChangeFeed
 from dbsize.jobs.queue import enqueue_or_leave_for_sweeper
 from dbsize.jobs.repository import JobRepository
 from dbsize.jobs.schemas import (
@@ -45,7 +46,9 @@ router = APIRouter(
     prefix="/v1/aggregation-jobs", tags=["aggregation jobs"], responses=PROBLEM_RESPONSES
 )
 
-POLL_INTERVAL_SECONDS = 0.2
+# Long-polls and event streams wake on the job's NOTIFY (jobs.notifications); this is only the
+# fallback re-read for when the listening connection is down.
+POLL_INTERVAL_SECONDS = 1.0
 RETRY_AFTER_SECONDS = "1"
 
 
@@ -239,19 +242,19 @@ async def get_job(
 ) -> Response:
     """The job's truth, read from the ledger. Honour `Retry-After` between polls."""
     settings: Settings = request.app.state.settings
-    deadline = asyncio.get_running_loop().time() + min(wait, settings.long_poll_max_seconds)
-    while True:
-        job, periods = await _load(request, job_id)
-        unchanged = if_none_match is not None and if_none_match == _etag(job)
-        waiting_for_end = if_none_match is None and job.status not in TERMINAL_JOB_STATUSES
-        settled = job.status in TERMINAL_JOB_STATUSES
-        if (
-            settled
-            or not (unchanged or waiting_for_end)
-            or asyncio.get_running_loop().time() >= deadline
-        ):
-            break
-        await asyncio.sleep(POLL_INTERVAL_SECONDS)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(wait, settings.long_poll_max_seconds)
+    feed: JobChangeFeed = request.app.state.job_feed
+    async with feed.subscribe(job_id) as changes:
+        while True:
+            job, periods = await _load(request, job_id)
+            unchanged = if_none_match is not None and if_none_match == _etag(job)
+            waiting_for_end = if_none_match is None and job.status not in TERMINAL_JOB_STATUSES
+            settled = job.status in TERMINAL_JOB_STATUSES
+            remaining = deadline - loop.time()
+            if settled or not (unchanged or waiting_for_end) or remaining <= 0:
+                break
+            await changes.changed_within(min(remaining, POLL_INTERVAL_SECONDS))
     if unchanged:
         headers = {"ETag": _etag(job)}
         if not settled:
@@ -290,20 +293,20 @@ async def job_events(request: Request, job_id: uuid.UUID) -> EventSourceResponse
     after the terminal status."""
     await _load(request, job_id)  # 404 before the stream starts
 
+    feed: JobChangeFeed = request.app.state.job_feed
+
     async def events() -> AsyncIterator[dict[str, Any]]:
         last_version = -1
-        while True:
-            job, periods = await _load(request, job_id)
-            if job.version != last_version:
-                last_version = job.version
-                yield {
-                    "event": "job",
-                    "id": str(job.version),
-                    "data": json.dumps(_view(job, periods).model_dump(mode="json", by_alias=True)),
-                }
-            if job.status in TERMINAL_JOB_STATUSES or await request.is_disconnected():
-                return
-            await asyncio.sleep(POLL_INTERVAL_SECONDS)
+        async with feed.subscribe(job_id) as changes:
+            while True:
+                job, periods = await _load(request, job_id)
+                if job.version != last_version:
+                    last_version = job.version
+                    view = _view(job, periods).model_dump(mode="json", by_alias=True)
+                    yield {"event": "job", "id": str(job.version), "data": json.dumps(view)}
+                if job.status in TERMINAL_JOB_STATUSES or await request.is_disconnected():
+                    return
+                await changes.changed_within(POLL_INTERVAL_SECONDS)
 
     return EventSourceResponse(events(), ping=15)
 

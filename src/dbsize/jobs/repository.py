@@ -92,7 +92,8 @@ _SETTLE_FROM_RESULTS_SQL = text(
                          WHEN o.no_samples THEN 'skipped'
                          ELSE 'succeeded' END,
            failed_periods = o.failed_periods,
-           error = o.error
+           error = o.error,
+           updated_at = now()
       FROM outcome AS o
      WHERE r.job_id = :job_id AND r.instance_id = o.instance_id
        AND r.status IN ('pending', 'running')

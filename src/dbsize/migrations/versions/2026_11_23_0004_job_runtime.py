@@ -1,16 +1,19 @@
-"""Record guards per statement, running periods as a set, a race-free partition function.
+"""Record guards per statement, running periods as a set, job change notifications, and a
+race-free partition function.
 
 - ``aggregation_jobs.current_period`` becomes ``running_periods``: a job computes up to
   ``DBSIZE_JOB_PERIOD_CONCURRENCY`` period types at once.
 - The sync-record guard of 0003 ran a plpgsql function per record, each looking up its job:
   three statements of 1,000 records per job (insert, claim, settle) paid 3,000 lookups. The
-  same rules are now checked once per statement over its transition tables; only the
-  ``updated_at`` stamp stays a (trivial) row trigger.
+  same rules are now checked once per statement over its transition tables, and the
+  statements stamp ``updated_at`` themselves.
+- Every committed change of a job row sends ``NOTIFY dbsize_job_changed, '<id>'``: long-polls
+  and event streams wake at once (``jobs.notifications``).
 - ``dbsize_ensure_sample_partition``: two transactions creating the same month both passed the
   ``to_regclass`` re-check (the loser's catalog snapshot predates the winner's commit), and the
   loser's CREATE failed with duplicate_table. The function now treats that error as "created".
 
-Revision ID: 0004_statement_guards
+Revision ID: 0004_job_runtime
 Revises: 0003_jobs
 Create Date: 2026-11-23
 """
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 
 from dbsize.migrations.sqlscript import execute_script
 
-revision: str = "0004_statement_guards"
+revision: str = "0004_job_runtime"
 down_revision: str | None = "0003_jobs"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -86,15 +89,16 @@ def upgrade() -> None:
             REFERENCING OLD TABLE AS old_records NEW TABLE AS new_records
             FOR EACH STATEMENT EXECUTE FUNCTION dbsize_guard_job_records_update();
 
-        CREATE FUNCTION dbsize_touch_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$
+        -- Long-polls and event streams wait for this instead of re-reading on a timer.
+        -- Delivered at commit only; equal notifications of one transaction are folded.
+        CREATE FUNCTION dbsize_notify_job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            NEW.updated_at := now();
-            RETURN NEW;
+            PERFORM pg_notify('dbsize_job_changed', NEW.id::text);
+            RETURN NULL;
         END
         $$;
-        CREATE TRIGGER trg_aggregation_job_instances_touch
-            BEFORE UPDATE ON aggregation_job_instances
-            FOR EACH ROW EXECUTE FUNCTION dbsize_touch_updated_at();
+        CREATE TRIGGER trg_aggregation_jobs_notify AFTER INSERT OR UPDATE ON aggregation_jobs
+            FOR EACH ROW EXECUTE FUNCTION dbsize_notify_job_changed();
 
         CREATE OR REPLACE FUNCTION dbsize_ensure_sample_partition(day date) RETURNS text
         LANGUAGE plpgsql AS $$
@@ -123,11 +127,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     execute_script(
         """
+        DROP TRIGGER trg_aggregation_jobs_notify ON aggregation_jobs;
+        DROP FUNCTION dbsize_notify_job_changed();
         ALTER TABLE aggregation_jobs DROP COLUMN running_periods;
         ALTER TABLE aggregation_jobs ADD COLUMN current_period varchar(16);
 
-        DROP TRIGGER trg_aggregation_job_instances_touch ON aggregation_job_instances;
-        DROP FUNCTION dbsize_touch_updated_at();
         DROP TRIGGER trg_aggregation_job_instances_guard_update ON aggregation_job_instances;
         DROP FUNCTION dbsize_guard_job_records_update();
         DROP TRIGGER trg_aggregation_job_instances_guard_insert ON aggregation_job_instances;
