@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     job_lease_seconds: int = Field(default=60, ge=5, le=3600)
     job_heartbeat_seconds: float = Field(default=5.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
-    worker_poll_delay_seconds: float = Field(default=0.05, gt=0)
+    worker_poll_delay_seconds: float = Field(default=0.01, gt=0)
     worker_max_jobs: int = Field(default=4, ge=1)
     # Period types of one job computed at once, each on its own connection. More than the
     # database server's cores only queues work; 1 makes a cancel take effect soonest.

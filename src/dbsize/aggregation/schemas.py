@@ -7,7 +7,7 @@ outcomes on sync records). Keep it free of I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 
 
@@ -97,6 +97,8 @@ class PeriodResult:
     instance_ids: tuple[int, ...] = ()
     instance_ids_without_samples: tuple[int, ...] = ()
     duration_ms: float = 0.0
+    started_at: datetime | None = None
+    """When the calculation started (UTC); with ``duration_ms``, its place in the job's timeline."""
     error: PeriodError | None = None
     extra: dict[str, int] = field(default_factory=dict)
 

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError
@@ -135,6 +135,7 @@ async def aggregate_period(
     :func:`is_transient_db_error` says the caller should retry.
     """
     started = time.perf_counter()
+    started_at = datetime.now(UTC)
     requested = tuple(sorted(set(instance_ids)))
 
     def failed(error: PeriodError) -> PeriodResult:
@@ -145,6 +146,7 @@ async def aggregate_period(
             window=None,
             instance_ids=requested,
             duration_ms=_elapsed_ms(started),
+            started_at=started_at,
             error=error,
         )
 
@@ -187,6 +189,7 @@ async def aggregate_period(
         instance_ids=tuple(i for i in requested if i in written.covered),
         instance_ids_without_samples=tuple(i for i in requested if i not in written.covered),
         duration_ms=_elapsed_ms(started),
+        started_at=started_at,
     )
 
 

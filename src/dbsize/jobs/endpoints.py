@@ -98,6 +98,7 @@ def _view(
                 instance_rows=p.instance_rows,
                 covered_instances=len(p.covered_instance_ids),
                 instances_without_samples=len(p.no_sample_instance_ids),
+                started_at=p.started_at,
                 duration_ms=p.duration_ms,
                 error=p.error,
             )
@@ -148,9 +149,11 @@ async def _require_redis(request: Request) -> None:
 
 async def _accepted(request: Request, submission: Submission) -> JSONResponse:
     job = submission.job
+    periods: list[JobPeriodResult] = []  # a new job has none yet
     if submission.created:
         await enqueue_or_leave_for_sweeper(request.app.state.arq, job.id, job.attempt)
-    _, periods = await _load(request, job.id)
+    else:
+        _, periods = await _load(request, job.id)
     view = _view(job, periods, coalesced=not submission.created and not submission.replayed)
     response = _job_response(view, job, status.HTTP_202_ACCEPTED)
     response.headers["Location"] = f"/v1/aggregation-jobs/{job.id}"
@@ -245,7 +248,7 @@ async def get_job(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait, settings.long_poll_max_seconds)
     feed: JobChangeFeed = request.app.state.job_feed
-    async with feed.subscribe(job_id) as changes:
+    async with feed.subscribe(job_id, terminal_only=if_none_match is None) as changes:
         while True:
             job, periods = await _load(request, job_id)
             unchanged = if_none_match is not None and if_none_match == _etag(job)

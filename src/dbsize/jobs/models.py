@@ -135,6 +135,7 @@ class JobPeriodResult(Base):
     covered_instance_ids: Mapped[list[int]] = mapped_column(ARRAY(Integer), nullable=False)
     no_sample_instance_ids: Mapped[list[int]] = mapped_column(ARRAY(Integer), nullable=False)
     duration_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     recorded_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()

@@ -1,7 +1,7 @@
 """Wake long-polls and event streams the moment a job changes.
 
-A trigger on ``aggregation_jobs`` sends ``NOTIFY dbsize_job_changed, '<job id>'`` with every
-committed change (migration 0004). The API holds one listening connection and wakes the
+A trigger on ``aggregation_jobs`` sends ``NOTIFY dbsize_job_changed, '<job id> <status>'`` with
+every committed change (migration 0004). The API holds one listening connection and wakes the
 requests waiting on that job. A notification is only a hint: a woken request re-reads the
 ledger, and every wait also times out to a plain re-read, so a lost listening connection costs
 latency, never the truth.
@@ -18,20 +18,26 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dbsize.jobs.models import TERMINAL_JOB_STATUSES
 from dbsize.logging import get_logger
 
 CHANNEL = "dbsize_job_changed"
 RECONNECT_SECONDS = 5.0
 
+_TERMINAL = frozenset(status.value for status in TERMINAL_JOB_STATUSES)
+
 log = get_logger("dbsize.jobs.notifications")
 
 
 class JobSubscription:
-    def __init__(self) -> None:
+    def __init__(self, *, terminal_only: bool) -> None:
         self._changed = asyncio.Event()
+        self._terminal_only = terminal_only
 
-    def notify(self) -> None:
-        self._changed.set()
+    def notify(self, status: str | None) -> None:
+        """``status`` None: something may have changed (the feed reconnected)."""
+        if status is None or not self._terminal_only or status in _TERMINAL:
+            self._changed.set()
 
     async def changed_within(self, seconds: float) -> bool:
         """Wait until the job changes or ``seconds`` pass; True if it changed."""
@@ -61,11 +67,14 @@ class JobChangeFeed:
                 await self._task
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, job_id: uuid.UUID) -> AsyncIterator[JobSubscription]:
+    async def subscribe(
+        self, job_id: uuid.UUID, *, terminal_only: bool = False
+    ) -> AsyncIterator[JobSubscription]:
         """Subscribe *before* reading the job, so a change between the read and the wait
-        still wakes the wait."""
+        still wakes the wait. ``terminal_only``: wake only when the job has ended (a poll
+        for the outcome need not re-read every heartbeat and progress step)."""
         key = str(job_id)
-        subscription = JobSubscription()
+        subscription = JobSubscription(terminal_only=terminal_only)
         self._subscriptions[key].add(subscription)
         try:
             yield subscription
@@ -75,8 +84,9 @@ class JobChangeFeed:
                 del self._subscriptions[key]
 
     def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        for subscription in self._subscriptions.get(payload, ()):
-            subscription.notify()
+        job_id, _, status = payload.partition(" ")
+        for subscription in self._subscriptions.get(job_id, ()):
+            subscription.notify(status or None)
 
     async def _listen_forever(self) -> None:
         while True:
@@ -99,7 +109,7 @@ class JobChangeFeed:
             # Wake everyone once: a change made while the feed was down was not notified.
             for subscriptions in list(self._subscriptions.values()):
                 for subscription in subscriptions:
-                    subscription.notify()
+                    subscription.notify(None)
             try:
                 await lost.wait()
             finally:

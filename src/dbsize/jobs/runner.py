@@ -1,6 +1,7 @@
 """Running one aggregation job on the worker.
 
-1. claim it (queued -> running, with a fresh lease token) and start a heartbeat;
+1. claim it (queued -> running, with a fresh lease token), start a heartbeat, and mark its
+   records running in a side transaction;
 2. take the instance locks, then await each period's calculation in its own transaction,
    ``DBSIZE_JOB_PERIOD_CONCURRENCY`` at a time, collecting one PeriodResult per period (period
    calculations never touch sync records; no period type reads another's rows);
@@ -14,6 +15,7 @@ sweeper gave the job to another worker) cannot commit anything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,6 +88,14 @@ def _period_problem(results: Sequence[PeriodResult], status: JobStatus) -> dict[
     }
 
 
+async def _finish_quietly(task: asyncio.Task[None]) -> None:
+    """Let a side task end (cancelled if still running); its own error is not the job's."""
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
 def job_problem(kind: str, title: str, detail: str) -> dict[str, Any]:
     return {"type": PROBLEM_BASE + kind, "title": title, "status": 500, "detail": detail}
 
@@ -117,12 +127,16 @@ class JobRunner:
             return None
         bound = log.bind(job_id=str(job_id), trigger=job.trigger, attempt=job.attempt)
         heartbeat = asyncio.create_task(self._heartbeat(job_id, token))
+        # Its own transaction, off the critical path: the periods never read the records, and
+        # the final transaction awaits it.
+        records_running = asyncio.create_task(self._records_running(job_id, token))
         try:
-            return await self._execute(job, token, bound)
+            return await self._execute(job, token, bound, records_running)
         except LeaseLost:
             bound.warning("job_lease_lost")
             return None
         except Exception as exc:
+            await _finish_quietly(records_running)  # before records are released or settled
             if is_transient_db_error(exc) and not final_try:
                 await self._release(job_id, token)
                 bound.warning("job_retry_scheduled", error=f"{type(exc).__name__}: {exc}")
@@ -132,8 +146,19 @@ class JobRunner:
             return await self._fail(job_id, token, problem, bound)
         finally:
             heartbeat.cancel()
+            await _finish_quietly(records_running)
 
-    async def _execute(self, job: AggregationJob, token: uuid.UUID, bound: Any) -> JobOutcome:
+    async def _records_running(self, job_id: uuid.UUID, token: uuid.UUID) -> None:
+        async with session_scope(self.sessionmaker) as session:
+            await JobRepository(session).records_running(job_id, token)
+
+    async def _execute(
+        self,
+        job: AggregationJob,
+        token: uuid.UUID,
+        bound: Any,
+        records_running: asyncio.Task[None],
+    ) -> JobOutcome:
         request = job.request
         instance_ids: list[int] = list(request["instance_ids"])
         periods = [PeriodType(p) for p in job.periods]
@@ -182,6 +207,7 @@ class JobRunner:
                 may_start=may_start,
                 before_commit=fence,
             )
+            await records_running
             outcome, counters = await self._finalise(
                 job, token, scope, results, cancelled=cancelled
             )

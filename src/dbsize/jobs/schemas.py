@@ -84,6 +84,7 @@ class PeriodResultRead(BaseModel):
     instance_rows: int
     covered_instances: int
     instances_without_samples: int
+    started_at: datetime | None = Field(description="when the calculation started")
     duration_ms: float
     error: dict[str, Any] | None = None
 

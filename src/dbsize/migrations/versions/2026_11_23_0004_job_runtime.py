@@ -2,13 +2,15 @@
 race-free partition function.
 
 - ``aggregation_jobs.current_period`` becomes ``running_periods``: a job computes up to
-  ``DBSIZE_JOB_PERIOD_CONCURRENCY`` period types at once.
+  ``DBSIZE_JOB_PERIOD_CONCURRENCY`` period types at once; each period result records when it
+  started.
 - The sync-record guard of 0003 ran a plpgsql function per record, each looking up its job:
   three statements of 1,000 records per job (insert, claim, settle) paid 3,000 lookups. The
   same rules are now checked once per statement over its transition tables, and the
-  statements stamp ``updated_at`` themselves.
-- Every committed change of a job row sends ``NOTIFY dbsize_job_changed, '<id>'``: long-polls
-  and event streams wake at once (``jobs.notifications``).
+  statements stamp ``updated_at`` themselves. No index on the records' status and a low fill
+  factor make the claim and settle updates HOT.
+- Every committed change of a job row sends ``NOTIFY dbsize_job_changed, '<id> <status>'``:
+  long-polls and event streams wake at once (``jobs.notifications``).
 - ``dbsize_ensure_sample_partition``: two transactions creating the same month both passed the
   ``to_regclass`` re-check (the loser's catalog snapshot predates the winner's commit), and the
   loser's CREATE failed with duplicate_table. The function now treats that error as "created".
@@ -34,9 +36,16 @@ def upgrade() -> None:
         -- The period types of a job now run concurrently: "the current period" is a set.
         ALTER TABLE aggregation_jobs DROP COLUMN current_period;
         ALTER TABLE aggregation_jobs ADD COLUMN running_periods text[] NOT NULL DEFAULT '{}';
+        ALTER TABLE aggregation_job_periods ADD COLUMN started_at timestamptz;
 
         DROP TRIGGER trg_aggregation_job_instances_guard ON aggregation_job_instances;
         DROP FUNCTION dbsize_guard_job_record();
+
+        -- A record is updated exactly twice (claim, settle). Without an index on status and
+        -- with room left on each page, both updates are HOT: no index entry is written.
+        -- Reads by (job, status) use the primary key's job_id prefix.
+        DROP INDEX ix_aggregation_job_instances_job_status;
+        ALTER TABLE aggregation_job_instances SET (fillfactor = 34);
 
         CREATE FUNCTION dbsize_raise_if_jobs_terminal(job_ids uuid[]) RETURNS void
         LANGUAGE plpgsql AS $$
@@ -93,7 +102,7 @@ def upgrade() -> None:
         -- Delivered at commit only; equal notifications of one transaction are folded.
         CREATE FUNCTION dbsize_notify_job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            PERFORM pg_notify('dbsize_job_changed', NEW.id::text);
+            PERFORM pg_notify('dbsize_job_changed', NEW.id::text || ' ' || NEW.status);
             RETURN NULL;
         END
         $$;
@@ -129,9 +138,13 @@ def downgrade() -> None:
         """
         DROP TRIGGER trg_aggregation_jobs_notify ON aggregation_jobs;
         DROP FUNCTION dbsize_notify_job_changed();
+        ALTER TABLE aggregation_job_periods DROP COLUMN started_at;
         ALTER TABLE aggregation_jobs DROP COLUMN running_periods;
         ALTER TABLE aggregation_jobs ADD COLUMN current_period varchar(16);
 
+        ALTER TABLE aggregation_job_instances RESET (fillfactor);
+        CREATE INDEX ix_aggregation_job_instances_job_status
+            ON aggregation_job_instances (job_id, status);
         DROP TRIGGER trg_aggregation_job_instances_guard_update ON aggregation_job_instances;
         DROP FUNCTION dbsize_guard_job_records_update();
         DROP TRIGGER trg_aggregation_job_instances_guard_insert ON aggregation_job_instances;
