@@ -14,10 +14,12 @@ month partition at a time, indexed after loading), then reports, in this order:
 3. the write floor: a plain ``INSERT … SELECT`` of as many rows of the same width as the full
    recompute writes, into scratch copies of the two tables;
 4. the full recompute of all 4 periods at both levels (range scope, as the job runs it: one
-   transaction per period type), then the same again (must write 0 rows);
+   transaction per period type, DBSIZE_JOB_PERIOD_CONCURRENCY of them at once), then the
+   same again (must write 0 rows);
 5. the as-of run for the last day;
 6. the nightly incremental run after one new day for every instance (the job's sequence:
-   prepare_incremental, 4 x aggregate_period, commit_incremental), then again (nothing pending);
+   prepare_incremental, aggregate_periods, commit_incremental), then again (nothing pending),
+   then the next night (one more day);
 7. the worker's peak RSS after each phase.
 
 The day after the last sample is 2026-06-30, the last day of a month and of a quarter: the
@@ -48,7 +50,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dbsize import periods
 from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggregation
 from dbsize.aggregation.schemas import AggregationScope, PeriodResult, PeriodType, ScopeKind
-from dbsize.aggregation.service import aggregate_period, commit_incremental, prepare_incremental
+from dbsize.aggregation.service import aggregate_periods, commit_incremental, prepare_incremental
+from dbsize.config import Settings
 from dbsize.db import create_engine, create_sessionmaker
 from dbsize.migrate import create_and_upgrade, drop_database
 from dbsize.samples.models import SizeSample
@@ -58,6 +61,9 @@ SERVER_URL = os.environ.get(
 )
 LAST_DAY = date(2026, 6, 29)
 NEW_DAY = LAST_DAY + timedelta(days=1)
+CONCURRENCY = int(
+    os.environ.get("DBSIZE_JOB_PERIOD_CONCURRENCY", Settings().job_period_concurrency)
+)
 ORM_INSTANCES = 20
 ORM_WINDOW = (date(2026, 4, 1), date(2026, 6, 29))
 
@@ -188,17 +194,21 @@ async def run_periods(
     instance_ids: Sequence[int],
     today: date,
 ) -> Run:
-    """As the job runs it: one transaction per period type."""
+    """As the job runs it: one transaction per period type, DBSIZE_JOB_PERIOD_CONCURRENCY
+    period types at once (the job runner calls the same function)."""
     began = time.perf_counter()
-    results = []
-    for period_type in PeriodType:
-        async with sessionmaker() as session, session.begin():
-            result = await aggregate_period(
-                session, period_type, scope, instance_ids, job_id=uuid.uuid4(), today=today
-            )
+    results = await aggregate_periods(
+        sessionmaker,
+        list(PeriodType),
+        scope,
+        instance_ids,
+        job_id=uuid.uuid4(),
+        today=today,
+        concurrency=CONCURRENCY,
+    )
+    for result in results:
         if not result.succeeded:
-            raise RuntimeError(f"{name} {period_type}: {result.error}")
-        results.append(result)
+            raise RuntimeError(f"{name} {result.period_type}: {result.error}")
     return Run(name, results, time.perf_counter() - began)
 
 
@@ -215,9 +225,10 @@ async def run_incremental(
     return run
 
 
-async def add_new_day(conn: asyncpg.Connection) -> None:
+async def add_new_day(conn: asyncpg.Connection, day: date = NEW_DAY) -> None:
     """What ingestion writes for one new day of every database: the samples, and one change
     row per instance."""
+    await conn.execute("SELECT dbsize_ensure_sample_partition($1::date)", day)
     await conn.execute(
         """
         INSERT INTO size_samples (instance_id, database_name, collected_date, size_mb,
@@ -225,13 +236,13 @@ async def add_new_day(conn: asyncpg.Connection) -> None:
         SELECT instance_id, database_name, $1::date, size_mb + 1.25, data_size_mb, log_size_mb
         FROM size_samples WHERE collected_date = $1::date - 1
         """,
-        NEW_DAY,
+        day,
     )
     await conn.execute(
         "INSERT INTO sample_changes (instance_id, first_date, last_date) "
         "SELECT DISTINCT instance_id, $1::date, $1::date FROM size_samples "
         "WHERE collected_date = $1::date",
-        NEW_DAY,
+        day,
     )
 
 
@@ -510,7 +521,7 @@ def main() -> None:
 
 async def bench(args: argparse.Namespace, rendered: str) -> None:
     url = make_url(rendered)
-    engine = create_engine(rendered, pool_size=2)
+    engine = create_engine(rendered, pool_size=4)
     sessionmaker = create_sessionmaker(engine)
     conn = await asyncpg.connect(_dsn(rendered))
     ids = list(range(1, args.instances + 1))
@@ -599,6 +610,20 @@ async def bench(args: argparse.Namespace, rendered: str) -> None:
             sessionmaker, "incremental again (nothing pending)", ids, NEW_DAY + timedelta(days=1)
         )
         report_run(again)
+
+        # The next night in steady state: one more day (the first of a month and a quarter),
+        # aggregated the morning after, on top of the night before.
+        next_day = NEW_DAY + timedelta(days=1)
+        await add_new_day(conn, next_day)
+        await conn.execute("ANALYZE sample_changes")
+        await conn.execute("CHECKPOINT")
+        steady = await run_incremental(
+            sessionmaker,
+            f"the next night: one more new day ({next_day}) after a nightly run",
+            ids,
+            next_day + timedelta(days=1),
+        )
+        report_run(steady)
 
         # When the cron runs on the day the samples are collected, that run writes the day (and
         # the month and quarter it ends) incomplete, and the next night flips them: put the

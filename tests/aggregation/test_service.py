@@ -17,11 +17,12 @@ from dbsize.aggregation.schemas import (
     AggregationScope,
     DateWindow,
     Level,
+    PeriodResult,
     PeriodStatus,
     PeriodType,
     ScopeKind,
 )
-from dbsize.aggregation.service import aggregate_period, is_transient_db_error
+from dbsize.aggregation.service import aggregate_period, aggregate_periods, is_transient_db_error
 from dbsize.aggregation.statements import _Calendar
 from tests.aggregation.helpers import (
     as_of_scope,
@@ -308,3 +309,136 @@ class TestSqlCalendar:
             assert following == periods.next_period_start(period_type, day)
             assert previous == periods.previous_period_start(period_type, day)
             assert end == periods.period_end(period_type, day)
+
+
+@pytest.mark.usefixtures("fleet")
+class TestAggregatePeriods:
+    """The job's way of running period types: each in its own transaction, N at once."""
+
+    SCOPE = range_scope(date(2025, 2, 1), date(2025, 2, 28))
+
+    async def test_concurrent_run_writes_what_one_at_a_time_writes(
+        self, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+    ) -> None:
+        async def snapshot() -> list[tuple[object, ...]]:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    text(
+                        "SELECT period_type, instance_id, database_name, period_start, "
+                        "avg_size_mb, size_change_mb, sample_count "
+                        "FROM database_size_aggregations ORDER BY 1, 2, 3, 4"
+                    )
+                )
+                return [tuple(row) for row in rows]
+
+        sequential = await aggregate_periods(
+            sessionmaker, list(PeriodType), self.SCOPE, [1, 2], job_id=None, today=TODAY
+        )
+        expected = await snapshot()
+        async with engine.begin() as conn:
+            await conn.execute(text("TRUNCATE database_size_aggregations"))
+        concurrent = await aggregate_periods(
+            sessionmaker,
+            list(PeriodType),
+            self.SCOPE,
+            [1, 2],
+            job_id=None,
+            today=TODAY,
+            concurrency=4,
+        )
+        assert [r.period_type for r in concurrent] == list(PeriodType)  # the given order
+        assert [r.database_rows for r in concurrent] == [r.database_rows for r in sequential]
+        assert all(r.started_at is not None for r in concurrent)
+        assert await snapshot() == expected
+        assert expected  # the comparison is not between two empty tables
+
+    async def test_refused_periods_do_not_run(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        started: list[PeriodType] = []
+
+        async def may_start(period_type: PeriodType) -> bool:
+            started.append(period_type)
+            return period_type in (PeriodType.daily, PeriodType.weekly)
+
+        results = await aggregate_periods(
+            sessionmaker,
+            list(PeriodType),
+            self.SCOPE,
+            [1, 2],
+            job_id=None,
+            today=TODAY,
+            concurrency=2,
+            may_start=may_start,
+        )
+        assert [r.period_type for r in results] == [PeriodType.daily, PeriodType.weekly]
+        assert started == list(PeriodType)  # asked in order, in pairs
+
+    async def test_an_error_in_one_period_rolls_back_its_writes_and_propagates(
+        self, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+    ) -> None:
+        class Abort(Exception):
+            pass
+
+        async def before_commit(session: AsyncSession, result: PeriodResult) -> None:
+            if result.period_type is PeriodType.monthly:
+                raise Abort
+
+        with pytest.raises(Abort):
+            await aggregate_periods(
+                sessionmaker,
+                list(PeriodType),
+                self.SCOPE,
+                [1, 2],
+                job_id=None,
+                today=TODAY,
+                concurrency=1,
+                before_commit=before_commit,
+            )
+        async with engine.connect() as conn:
+            written = {
+                row[0]
+                for row in await conn.execute(
+                    text("SELECT DISTINCT period_type FROM database_size_aggregations")
+                )
+            }
+        # daily and weekly committed before; monthly rolled back; quarterly never ran
+        assert written == {"daily", "weekly"}
+
+
+@pytest.mark.usefixtures("fleet")
+class TestEmptyRangeInsert:
+    async def test_first_write_and_rewrite_of_a_range_agree(
+        self, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+    ) -> None:
+        """A range with no rows yet is written with a plain INSERT, a range with rows with
+        MERGE: the same statistics either way, and a re-run writes nothing."""
+        scope = range_scope(date(2025, 2, 1), date(2025, 2, 28))
+        first = await run_scope(sessionmaker, scope, [1, 2], today=TODAY)
+        async with engine.connect() as conn:
+            inserted = (
+                await conn.execute(
+                    text("SELECT * FROM database_size_aggregations ORDER BY 1, 2, 3, 4")
+                )
+            ).all()
+            # Make the range non-empty but wrong: MERGE must repair exactly these rows.
+            await conn.execute(
+                text("UPDATE database_size_aggregations SET avg_size_mb = avg_size_mb + 1")
+            )
+            await conn.commit()
+        repaired = await run_scope(sessionmaker, scope, [1, 2], today=TODAY)
+        again = await run_scope(sessionmaker, scope, [1, 2], today=TODAY)
+        async with engine.connect() as conn:
+            merged = (
+                await conn.execute(
+                    text("SELECT * FROM database_size_aggregations ORDER BY 1, 2, 3, 4")
+                )
+            ).all()
+        skip = {"computed_at", "job_id"}
+        columns = [c for c in inserted[0]._fields if c not in skip]
+        assert [[getattr(r, c) for c in columns] for r in merged] == [
+            [getattr(r, c) for c in columns] for r in inserted
+        ]
+        assert sum(r.database_rows for r in first) == len(inserted)
+        assert sum(r.database_rows for r in repaired) == len(inserted)
+        assert sum(r.database_rows + r.instance_rows for r in again) == 0

@@ -27,12 +27,14 @@ from dbsize.aggregation.schemas import DateWindow, PeriodType
 #   materialized target: 20,000 x 20,000 comparisons, 41 s instead of 0.3 s. Hash joins cost the
 #   same whatever the estimate. (LATERAL reads and subqueries still run as nested loops: they
 #   have no other plan.)
-# - jit off for the incremental statements only: compiling cost 0.3-2.3 s, more than such a
-#   statement runs; the window statements aggregate millions of rows, where JIT pays;
+# - jit off for the incremental statements: compiling cost 0.3-2.3 s, more than such a
+#   statement runs; a window scope turns it on only when it reads a fleet's worth of days
+#   (service._worth_jit), where JIT pays;
 # - enable_mergejoin off for the incremental statements: hashing a few thousand rows is cheaper
 #   than sorting them for a merge join.
 # Parallel workers are not set: PostgreSQL never runs a data-modifying statement in parallel.
 STATEMENT_SETTINGS: dict[str, str] = {
+    "jit": "on",
     "work_mem": "256MB",
     "plan_cache_mode": "force_custom_plan",
     "enable_nestloop": "off",
@@ -87,9 +89,9 @@ def compile_statement(sql: str) -> Compiled:
 
 
 def _merged_rows(status: str) -> int:
-    """Rows a MERGE inserted or updated, from its command tag ('MERGE 42')."""
+    """Rows written, from the command tag: 'MERGE 42', or 'INSERT 0 42' (into an empty range)."""
     verb, _, count = status.rpartition(" ")
-    if verb != "MERGE":
+    if verb not in ("MERGE", "INSERT 0"):
         raise RuntimeError(f"unexpected command status {status!r}")
     return int(count)
 
@@ -135,6 +137,10 @@ class AggregationRepository:
     async def restore_settings(self, previous: dict[str, str]) -> None:
         await self._set(previous)
 
+    async def use_jit(self, enabled: bool) -> None:
+        """Local to the transaction, like the other settings (restored with them)."""
+        await self._set({"jit": "on" if enabled else "off"})
+
     async def _set(self, settings: dict[str, str]) -> None:
         assignments = ", ".join(
             f"set_config('{name}', :v{i}, true)" for i, name in enumerate(settings)
@@ -154,8 +160,11 @@ class AggregationRepository:
         today: date,
         job_id: uuid.UUID | None,
     ) -> int:
+        empty = await self._range_is_empty(
+            "database_size_aggregations", period_type, instance_ids, write_start, read.end
+        )
         return await self._merge(
-            statements.database_window(period_type),
+            statements.database_window(period_type, into_empty=empty),
             {
                 "ids": list(instance_ids),
                 "read_start": read.start,
@@ -178,8 +187,11 @@ class AggregationRepository:
         job_id: uuid.UUID | None,
         trend_threshold_percent: float,
     ) -> int:
+        empty = await self._range_is_empty(
+            "instance_size_aggregations", period_type, instance_ids, write_start, read.end
+        )
         return await self._merge(
-            statements.instance_window(period_type),
+            statements.instance_window(period_type, into_empty=empty),
             {
                 "ids": list(instance_ids),
                 "read_start": read.start,
@@ -191,6 +203,26 @@ class AggregationRepository:
                 "threshold": Decimal(str(trend_threshold_percent)),
             },
         )
+
+    async def _range_is_empty(
+        self,
+        table: str,
+        period_type: PeriodType,
+        instance_ids: Sequence[int],
+        start: date,
+        end: date,
+    ) -> bool:
+        """No statistics row of these instances in [start, end]: the window can be INSERTed.
+        Safe from a concurrent writer: jobs hold their instances' locks (jobs.locks)."""
+        assert table in ("database_size_aggregations", "instance_size_aggregations")
+        found = await self.session.scalar(
+            text(
+                f"SELECT EXISTS (SELECT FROM {table} WHERE instance_id = ANY(:ids) "
+                "AND period_type = :pt AND period_start BETWEEN :start AND :end)"
+            ),
+            {"ids": list(instance_ids), "pt": period_type.value, "start": start, "end": end},
+        )
+        return not found
 
     async def instances_with_rows(
         self, period_type: PeriodType, instance_ids: Sequence[int], window: DateWindow | None

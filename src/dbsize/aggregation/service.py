@@ -18,7 +18,7 @@ import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dbsize.aggregation.plan import InvalidScope, window_plan
+from dbsize.aggregation.plan import InvalidScope, WindowPlan, window_plan
 from dbsize.aggregation.repository import (
     INCREMENTAL_SETTINGS,
     STATEMENT_SETTINGS,
@@ -250,6 +250,18 @@ async def aggregate_periods(
     return [result for result in results if result is not None]
 
 
+# JIT compilation of a window statement costs 0.1-0.3 s (its cost estimate, inflated by
+# enable_nestloop = off, always asks for inlining and optimisation). It pays on a fleet-wide
+# chunk (a quarter of 1,000 instances: 11.7 s -> 9.7 s), not on a few instances: a 20-instance
+# quarter ran 0.1-0.25 s faster without it.
+JIT_MIN_INSTANCE_DAYS = 20_000
+
+
+def _worth_jit(instance_count: int, plan: WindowPlan) -> bool:
+    longest_read = max((c.read.end - c.read.start).days + 1 for c in plan.chunks)
+    return instance_count * longest_read >= JIT_MIN_INSTANCE_DAYS
+
+
 def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
@@ -286,9 +298,10 @@ async def _write(
             trend_threshold_percent=trend_threshold_percent,
             progress=progress,
         )
-    plan = window_plan(period_type, scope)
+    plan = window_plan(period_type, scope, instance_count=len(instance_ids))
     database_rows = instance_rows = 0
     if instance_ids:
+        await repo.use_jit(_worth_jit(len(instance_ids), plan))
         progress.level = Level.database
         for chunk in plan.chunks:
             database_rows += await repo.merge_database_window(

@@ -137,15 +137,72 @@ def _db_grouped(
         ) AS g"""
 
 
-def _db_merge(cal: _Calendar, source_ctes: str) -> str:
+def _write_tail(table: str, key: tuple[str, ...], period_type: str, columns: str) -> str:
+    """INSERT of ``src`` for a write range known to be empty: the MERGE's join with the target
+    and its per-row WHEN evaluation are pure cost there (a fleet's first full recompute, a new
+    instance's backfill). If a row exists after all, the INSERT fails with a unique violation:
+    a failed period, never a silent overwrite."""
+    names = ", ".join(key)
+    values = ", ".join(f"'{period_type}'" if k == "period_type" else f"s.{k}" for k in key)
+    return f"""
+    INSERT INTO {table} ({names}, {columns}, computed_at, job_id)
+    SELECT {values}, s.{columns.replace(", ", ", s.")}, now(), :job_id
+    FROM src AS s
+    {_write_order(period_type, database_level="database_name" in key)}"""
+
+
+def _write_order(period_type: str, *, database_level: bool) -> str:
+    """Rows of one (instance, period) are written together, in primary-key order, so they
+    share a page or two: the nightly run then updates (weekly, monthly, quarterly) or reads
+    (the previous day) ~1,000 pages per period type instead of one page per database (20,000,
+    each a full-page image in the WAL after a checkpoint). Daily database rows keep the order
+    of their window sort (instance, database, day): re-sorting 7.3M rows costs more than it
+    saves."""
+    if not database_level:
+        return "ORDER BY s.instance_id, s.period_start"
+    if period_type == PeriodType.daily.value:
+        return ""
+    return "ORDER BY s.instance_id, s.period_start, s.database_name"
+
+
+def _db_merge(
+    cal: _Calendar, source_ctes: str, *, into_empty: bool = False, ordered: bool = False
+) -> str:
     """The MERGE shared by both sources.
 
     ``source_ctes`` defines ``computed``: one row per (instance, database, period) to write,
     with the aggregate columns of :func:`_db_grouped` plus ``prev_avg`` (the previous period's
-    average, NULL when it has no samples).
+    average, NULL when it has no samples). ``into_empty``: the caller checked that no row of
+    the write range exists, so a plain INSERT does (see :func:`_write_tail`).
     """
     pt = cal.period_type.value
     updates = ", ".join(f"{c} = s.{c}" for c in _DB_COLUMNS.split(", "))
+    # ``ordered``: the source is small (incremental targets), so it is sorted into primary-key
+    # order (see _write_order), in which its new rows are inserted (the MERGE probes its
+    # target with the source as the outer side).
+    order = "ORDER BY c.instance_id, c.period_start, c.database_name" if ordered else ""
+    if into_empty:
+        tail = _write_tail(
+            "database_size_aggregations",
+            ("instance_id", "database_name", "period_type", "period_start"),
+            pt,
+            _DB_COLUMNS,
+        )
+    else:
+        tail = f"""
+    MERGE INTO database_size_aggregations AS t
+    USING src AS s
+    ON t.instance_id = s.instance_id AND t.period_type = '{pt}'
+       AND t.period_start = s.period_start AND t.database_name = s.database_name
+       {_TARGET_RANGE}
+    WHEN MATCHED AND (t.{_DB_COLUMNS.replace(", ", ", t.")})
+                     IS DISTINCT FROM (s.{_DB_COLUMNS.replace(", ", ", s.")}) THEN
+        UPDATE SET {updates}, computed_at = now(), job_id = :job_id
+    WHEN NOT MATCHED THEN
+        INSERT (instance_id, database_name, period_type, period_start, {_DB_COLUMNS},
+                computed_at, job_id)
+        VALUES (s.instance_id, s.database_name, '{pt}', s.period_start,
+                s.{_DB_COLUMNS.replace(", ", ", s.")}, now(), :job_id)"""
     return f"""
     WITH {source_ctes},
     src AS (
@@ -170,24 +227,13 @@ def _db_merge(cal: _Calendar, source_ctes: str) -> str:
                END AS growth_mb_per_day,
                {cal.end("c.period_start")} < :today AS is_complete
         FROM computed AS c
+        {order}
     )
-    MERGE INTO database_size_aggregations AS t
-    USING src AS s
-    ON t.instance_id = s.instance_id AND t.period_type = '{pt}'
-       AND t.period_start = s.period_start AND t.database_name = s.database_name
-       {_TARGET_RANGE}
-    WHEN MATCHED AND (t.{_DB_COLUMNS.replace(", ", ", t.")})
-                     IS DISTINCT FROM (s.{_DB_COLUMNS.replace(", ", ", s.")}) THEN
-        UPDATE SET {updates}, computed_at = now(), job_id = :job_id
-    WHEN NOT MATCHED THEN
-        INSERT (instance_id, database_name, period_type, period_start, {_DB_COLUMNS},
-                computed_at, job_id)
-        VALUES (s.instance_id, s.database_name, '{pt}', s.period_start,
-                s.{_DB_COLUMNS.replace(", ", ", s.")}, now(), :job_id)
+    {tail}
     """
 
 
-def database_window(period_type: PeriodType) -> str:
+def database_window(period_type: PeriodType, *, into_empty: bool = False) -> str:
     """Database level over a window. Parameters: ids, read_start, read_end, write_start, today,
     job_id. ``read_start`` is one whole period before ``write_start`` (the context period)."""
     cal = _Calendar(period_type)
@@ -214,7 +260,7 @@ def database_window(period_type: PeriodType) -> str:
         FROM ordered AS o
         WHERE o.period_start >= :write_start
     )"""
-    return _db_merge(cal, ctes)
+    return _db_merge(cal, ctes, into_empty=into_empty)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,7 +477,7 @@ def database_targets(period_type: PeriodType) -> str:
                ON sp.instance_id = m.instance_id AND sp.period_start = m.period_start
               AND sp.database_name = m.database_name
     )"""
-    return _db_merge(cal, ctes)
+    return _db_merge(cal, ctes, ordered=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,12 +492,36 @@ _INSTANCE_STATS = (
 _INSTANCE_COLUMNS = f"period_end, {_INSTANCE_STATS}, is_complete"
 
 
-def _instance_merge(cal: _Calendar, source_ctes: str) -> str:
+def _instance_merge(
+    cal: _Calendar, source_ctes: str, *, into_empty: bool = False, ordered: bool = False
+) -> str:
     """``source_ctes`` defines ``computed``: instance_id, period_start, n (days), sum_size,
     min_size, max_size (of daily totals), sum_dbs, min_dbs, max_dbs, first_date, last_date,
     avg_size and prev_avg."""
     pt = cal.period_type.value
     updates = ", ".join(f"{c} = s.{c}" for c in _INSTANCE_COLUMNS.split(", "))
+    order = "ORDER BY c.instance_id, c.period_start" if ordered else ""
+    if into_empty:
+        tail = _write_tail(
+            "instance_size_aggregations",
+            ("instance_id", "period_type", "period_start"),
+            pt,
+            _INSTANCE_COLUMNS,
+        )
+    else:
+        tail = f"""
+    MERGE INTO instance_size_aggregations AS t
+    USING src AS s
+    ON t.instance_id = s.instance_id AND t.period_type = '{pt}'
+       AND t.period_start = s.period_start
+       {_TARGET_RANGE}
+    WHEN MATCHED AND (t.{_INSTANCE_COLUMNS.replace(", ", ", t.")})
+                     IS DISTINCT FROM (s.{_INSTANCE_COLUMNS.replace(", ", ", s.")}) THEN
+        UPDATE SET {updates}, computed_at = now(), job_id = :job_id
+    WHEN NOT MATCHED THEN
+        INSERT (instance_id, period_type, period_start, {_INSTANCE_COLUMNS}, computed_at, job_id)
+        VALUES (s.instance_id, '{pt}', s.period_start,
+                s.{_INSTANCE_COLUMNS.replace(", ", ", s.")}, now(), :job_id)"""
     return f"""
     WITH {source_ctes},
     changed AS (
@@ -478,19 +548,9 @@ def _instance_merge(cal: _Calendar, source_ctes: str) -> str:
                END AS trend,
                {cal.end("c.period_start")} < :today AS is_complete
         FROM changed AS c
+        {order}
     )
-    MERGE INTO instance_size_aggregations AS t
-    USING src AS s
-    ON t.instance_id = s.instance_id AND t.period_type = '{pt}'
-       AND t.period_start = s.period_start
-       {_TARGET_RANGE}
-    WHEN MATCHED AND (t.{_INSTANCE_COLUMNS.replace(", ", ", t.")})
-                     IS DISTINCT FROM (s.{_INSTANCE_COLUMNS.replace(", ", ", s.")}) THEN
-        UPDATE SET {updates}, computed_at = now(), job_id = :job_id
-    WHEN NOT MATCHED THEN
-        INSERT (instance_id, period_type, period_start, {_INSTANCE_COLUMNS}, computed_at, job_id)
-        VALUES (s.instance_id, '{pt}', s.period_start,
-                s.{_INSTANCE_COLUMNS.replace(", ", ", s.")}, now(), :job_id)
+    {tail}
     """
 
 
@@ -504,7 +564,7 @@ def _instance_grouped(cal: _Calendar, days: str) -> str:
         GROUP BY 1, 2"""
 
 
-def instance_window(period_type: PeriodType) -> str:
+def instance_window(period_type: PeriodType, *, into_empty: bool = False) -> str:
     """Instance level over a window: the instance's databases are summed per day first.
     Parameters: ids, read_start, read_end, write_start, today, threshold, job_id."""
     cal = _Calendar(period_type)
@@ -531,7 +591,7 @@ def instance_window(period_type: PeriodType) -> str:
         FROM ordered AS o
         WHERE o.period_start >= :write_start
     )"""
-    return _instance_merge(cal, ctes)
+    return _instance_merge(cal, ctes, into_empty=into_empty)
 
 
 def instance_targets(period_type: PeriodType) -> str:
@@ -593,4 +653,4 @@ def instance_targets(period_type: PeriodType) -> str:
                ON m.prev_target AND mp.instance_id = m.instance_id
               AND mp.period_start = {previous}
     )"""
-    return _instance_merge(cal, ctes)
+    return _instance_merge(cal, ctes, ordered=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import case, func
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dbsize.aggregation.schemas import AggregationScope, PeriodResult, PeriodType, ScopeKind
@@ -170,7 +170,11 @@ class JobRunner:
             nonlocal cancelled
             if cancelled:
                 return False
-            running = func.array_append(AggregationJob.running_periods, period.value)
+            # A period that a cancel stops is never listed as running.
+            running = case(
+                (AggregationJob.cancel_requested, AggregationJob.running_periods),
+                else_=func.array_append(AggregationJob.running_periods, period.value),
+            )
             values: dict[str, Any] = {"running_periods": running}
             if not locked_at:
                 locked_at.append(self.clock())
