@@ -75,7 +75,7 @@ class Compiled:
         return [values[name] for name in self.names]
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=128)
 def compile_statement(sql: str) -> Compiled:
     names: list[str] = []
 
@@ -105,6 +105,15 @@ class Targets:
     """First period_start to last period_end of the targets; None when there are none."""
     arrays: dict[str, list[Any]]
     """Parallel arrays (``statements.TARGET_ARRAYS``), bound as parameters."""
+
+    def shape(self) -> dict[str, bool]:
+        """Which parts the target statements need: the self-join for targets whose previous
+        period is a target too, and the sort for targets that are (re)read whole (new rows).
+        Both are pure cost on the usual night (one new day: neither)."""
+        return {
+            "prev_targets": any(self.arrays.get("t_prev_target", ())),
+            "inserts": not all(self.arrays.get("t_merge", ())),
+        }
 
 
 class AggregationRepository:
@@ -268,7 +277,7 @@ class AggregationRepository:
         job_id: uuid.UUID | None,
     ) -> int:
         return await self._merge(
-            statements.database_targets(period_type),
+            statements.database_targets(period_type, **targets.shape()),
             self._target_values(instance_ids, targets) | {"today": today, "job_id": job_id},
         )
 
@@ -283,7 +292,7 @@ class AggregationRepository:
         trend_threshold_percent: float,
     ) -> int:
         return await self._merge(
-            statements.instance_targets(period_type),
+            statements.instance_targets(period_type, **targets.shape()),
             self._target_values(instance_ids, targets)
             | {
                 "today": today,
