@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from fastapi import Request
-from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy import DateTime, MetaData, func, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -71,3 +71,11 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with session_scope(sessionmaker) as session:
         yield session
+
+
+async def set_local(session: AsyncSession, settings: dict[str, str]) -> None:
+    """``SET LOCAL`` planner and executor settings for the rest of the session's transaction.
+    Values are bound parameters; names are the caller's constants."""
+    assignments = ", ".join(f"set_config('{name}', :v{i}, true)" for i, name in enumerate(settings))
+    params = {f"v{i}": value for i, value in enumerate(settings.values())}
+    await session.execute(text(f"SELECT {assignments}"), params)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dbsize.aggregation import statements
 from dbsize.aggregation.schemas import DateWindow, PeriodType
+from dbsize.db import set_local
 
 # Session settings for the aggregation statements, set LOCAL (transaction-scoped) and restored
 # afterwards. Measured on the 7.3M-sample fleet (docs/benchmarks/aggregation.md):
@@ -151,11 +152,7 @@ class AggregationRepository:
         await self._set({"jit": "on" if enabled else "off"})
 
     async def _set(self, settings: dict[str, str]) -> None:
-        assignments = ", ".join(
-            f"set_config('{name}', :v{i}, true)" for i, name in enumerate(settings)
-        )
-        params = {f"v{i}": value for i, value in enumerate(settings.values())}
-        await self.session.execute(text(f"SELECT {assignments}"), params)
+        await set_local(self.session, settings)
 
     # -- window scopes (as-of, range) --------------------------------------------------------
 

@@ -137,32 +137,55 @@ def _db_grouped(
         ) AS g"""
 
 
-def _write_tail(table: str, key: tuple[str, ...], period_type: str, columns: str) -> str:
-    """INSERT of ``src`` for a write range known to be empty: the MERGE's join with the target
-    and its per-row WHEN evaluation are pure cost there (a fleet's first full recompute, a new
-    instance's backfill). If a row exists after all, the INSERT fails with a unique violation:
-    a failed period, never a silent overwrite."""
+_DB_KEY = ("instance_id", "database_name", "period_type", "period_start")
+_INSTANCE_KEY = ("instance_id", "period_type", "period_start")
+
+
+def _key_order(key: tuple[str, ...], alias: str) -> str:
+    """Primary-key order: the rows of one (instance, period) together, so they share a page or
+    two. The nightly run then updates (weekly, monthly, quarterly) or reads (the previous day)
+    ~1,000 pages per period type instead of one page per database (20,000, each a full-page
+    image in the WAL after a checkpoint)."""
+    columns = ["instance_id", "period_start"]
+    if "database_name" in key:
+        columns.append("database_name")
+    return "ORDER BY " + ", ".join(f"{alias}.{c}" for c in columns)
+
+
+def _write_source(
+    table: str, key: tuple[str, ...], period_type: str, columns: str, *, into_empty: bool
+) -> str:
+    """Write ``src`` (alias ``s``) into ``table``: one ``MERGE`` that rewrites only rows whose
+    values changed, or, for a write range the caller found empty (a fleet's first full
+    recompute, a new instance's backfill), a plain ``INSERT``: the MERGE's join with the target
+    and its per-row WHEN are pure cost there. If a row exists after all, the INSERT fails with
+    a unique violation: a failed period, never a silent overwrite."""
     names = ", ".join(key)
     values = ", ".join(f"'{period_type}'" if k == "period_type" else f"s.{k}" for k in key)
-    return f"""
+    source_columns = "s." + columns.replace(", ", ", s.")
+    if into_empty:
+        # Daily database rows keep the order of their window sort (instance, database, day):
+        # re-sorting 7.3M rows costs more than the layout saves.
+        daily_databases = period_type == PeriodType.daily.value and "database_name" in key
+        return f"""
     INSERT INTO {table} ({names}, {columns}, computed_at, job_id)
-    SELECT {values}, s.{columns.replace(", ", ", s.")}, now(), :job_id
+    SELECT {values}, {source_columns}, now(), :job_id
     FROM src AS s
-    {_write_order(period_type, database_level="database_name" in key)}"""
-
-
-def _write_order(period_type: str, *, database_level: bool) -> str:
-    """Rows of one (instance, period) are written together, in primary-key order, so they
-    share a page or two: the nightly run then updates (weekly, monthly, quarterly) or reads
-    (the previous day) ~1,000 pages per period type instead of one page per database (20,000,
-    each a full-page image in the WAL after a checkpoint). Daily database rows keep the order
-    of their window sort (instance, database, day): re-sorting 7.3M rows costs more than it
-    saves."""
-    if not database_level:
-        return "ORDER BY s.instance_id, s.period_start"
-    if period_type == PeriodType.daily.value:
-        return ""
-    return "ORDER BY s.instance_id, s.period_start, s.database_name"
+    {"" if daily_databases else _key_order(key, "s")}"""
+    match = " AND ".join(
+        f"t.{k} = '{period_type}'" if k == "period_type" else f"t.{k} = s.{k}" for k in key
+    )
+    updates = ", ".join(f"{c} = s.{c}" for c in columns.split(", "))
+    return f"""
+    MERGE INTO {table} AS t
+    USING src AS s
+    ON {match}
+       {_TARGET_RANGE}
+    WHEN MATCHED AND (t.{columns.replace(", ", ", t.")}) IS DISTINCT FROM ({source_columns}) THEN
+        UPDATE SET {updates}, computed_at = now(), job_id = :job_id
+    WHEN NOT MATCHED THEN
+        INSERT ({names}, {columns}, computed_at, job_id)
+        VALUES ({values}, {source_columns}, now(), :job_id)"""
 
 
 def _db_merge(
@@ -173,36 +196,19 @@ def _db_merge(
     ``source_ctes`` defines ``computed``: one row per (instance, database, period) to write,
     with the aggregate columns of :func:`_db_grouped` plus ``prev_avg`` (the previous period's
     average, NULL when it has no samples). ``into_empty``: the caller checked that no row of
-    the write range exists, so a plain INSERT does (see :func:`_write_tail`).
+    the write range exists, so a plain INSERT does (see :func:`_write_source`).
     """
-    pt = cal.period_type.value
-    updates = ", ".join(f"{c} = s.{c}" for c in _DB_COLUMNS.split(", "))
     # ``ordered``: the source is small (incremental targets), so it is sorted into primary-key
-    # order (see _write_order), in which its new rows are inserted (the MERGE probes its
-    # target with the source as the outer side).
-    order = "ORDER BY c.instance_id, c.period_start, c.database_name" if ordered else ""
-    if into_empty:
-        tail = _write_tail(
-            "database_size_aggregations",
-            ("instance_id", "database_name", "period_type", "period_start"),
-            pt,
-            _DB_COLUMNS,
-        )
-    else:
-        tail = f"""
-    MERGE INTO database_size_aggregations AS t
-    USING src AS s
-    ON t.instance_id = s.instance_id AND t.period_type = '{pt}'
-       AND t.period_start = s.period_start AND t.database_name = s.database_name
-       {_TARGET_RANGE}
-    WHEN MATCHED AND (t.{_DB_COLUMNS.replace(", ", ", t.")})
-                     IS DISTINCT FROM (s.{_DB_COLUMNS.replace(", ", ", s.")}) THEN
-        UPDATE SET {updates}, computed_at = now(), job_id = :job_id
-    WHEN NOT MATCHED THEN
-        INSERT (instance_id, database_name, period_type, period_start, {_DB_COLUMNS},
-                computed_at, job_id)
-        VALUES (s.instance_id, s.database_name, '{pt}', s.period_start,
-                s.{_DB_COLUMNS.replace(", ", ", s.")}, now(), :job_id)"""
+    # order, in which its new rows are inserted (the MERGE probes its target with the source
+    # as the outer side).
+    order = _key_order(_DB_KEY, "c") if ordered else ""
+    tail = _write_source(
+        "database_size_aggregations",
+        _DB_KEY,
+        cal.period_type.value,
+        _DB_COLUMNS,
+        into_empty=into_empty,
+    )
     return f"""
     WITH {source_ctes},
     src AS (
@@ -508,30 +514,14 @@ def _instance_merge(
     """``source_ctes`` defines ``computed``: instance_id, period_start, n (days), sum_size,
     min_size, max_size (of daily totals), sum_dbs, min_dbs, max_dbs, first_date, last_date,
     avg_size and prev_avg."""
-    pt = cal.period_type.value
-    updates = ", ".join(f"{c} = s.{c}" for c in _INSTANCE_COLUMNS.split(", "))
-    order = "ORDER BY c.instance_id, c.period_start" if ordered else ""
-    if into_empty:
-        tail = _write_tail(
-            "instance_size_aggregations",
-            ("instance_id", "period_type", "period_start"),
-            pt,
-            _INSTANCE_COLUMNS,
-        )
-    else:
-        tail = f"""
-    MERGE INTO instance_size_aggregations AS t
-    USING src AS s
-    ON t.instance_id = s.instance_id AND t.period_type = '{pt}'
-       AND t.period_start = s.period_start
-       {_TARGET_RANGE}
-    WHEN MATCHED AND (t.{_INSTANCE_COLUMNS.replace(", ", ", t.")})
-                     IS DISTINCT FROM (s.{_INSTANCE_COLUMNS.replace(", ", ", s.")}) THEN
-        UPDATE SET {updates}, computed_at = now(), job_id = :job_id
-    WHEN NOT MATCHED THEN
-        INSERT (instance_id, period_type, period_start, {_INSTANCE_COLUMNS}, computed_at, job_id)
-        VALUES (s.instance_id, '{pt}', s.period_start,
-                s.{_INSTANCE_COLUMNS.replace(", ", ", s.")}, now(), :job_id)"""
+    order = _key_order(_INSTANCE_KEY, "c") if ordered else ""
+    tail = _write_source(
+        "instance_size_aggregations",
+        _INSTANCE_KEY,
+        cal.period_type.value,
+        _INSTANCE_COLUMNS,
+        into_empty=into_empty,
+    )
     return f"""
     WITH {source_ctes},
     changed AS (

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dbsize.aggregation.schemas import PeriodResult
+from dbsize.db import set_local
 from dbsize.jobs.models import (
     ACTIVE_JOB_STATUSES,
     AggregationJob,
@@ -356,11 +357,7 @@ class JobRepository:
         # outcome once per record (1,000 x 1,000 rows, 1.1 s) where a hash join takes 7 ms.
         # Without nested loops the plan's cost is inflated past JIT's threshold, and compiling
         # took 0.4 s: JIT off too. Both are local to this transaction (the job's final one).
-        await self.session.execute(
-            text(
-                "SELECT set_config('enable_nestloop', 'off', true), set_config('jit', 'off', true)"
-            )
-        )
+        await set_local(self.session, {"enable_nestloop": "off", "jit": "off"})
         await self.session.execute(_SETTLE_FROM_RESULTS_SQL, {"job_id": job_id})
 
     async def settle_unsettled_records(

@@ -19,7 +19,7 @@ import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import case, func
@@ -163,11 +163,11 @@ class JobRunner:
         instance_ids: list[int] = list(request["instance_ids"])
         periods = [PeriodType(p) for p in job.periods]
         cancelled = False
-        locked_at: list[datetime] = []
+        first_start = True  # the instance locks are held from here: record when
 
         async def may_start(period: PeriodType) -> bool:
             """Between periods: renew the lease, show progress, honour a cancel request."""
-            nonlocal cancelled
+            nonlocal cancelled, first_start
             if cancelled:
                 return False
             # A period that a cancel stops is never listed as running.
@@ -176,9 +176,9 @@ class JobRunner:
                 else_=func.array_append(AggregationJob.running_periods, period.value),
             )
             values: dict[str, Any] = {"running_periods": running}
-            if not locked_at:
-                locked_at.append(self.clock())
-                values["locked_at"] = locked_at[0]
+            if first_start:
+                first_start = False
+                values["locked_at"] = self.clock()
             async with session_scope(self.sessionmaker) as session:
                 cancel_requested = await JobRepository(session).touch(job.id, token, **values)
             if cancel_requested is None:
