@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dbsize.aggregation.schemas import PeriodType
-from dbsize.aggregation.service import prepare_incremental
+from dbsize.aggregation.service import commit_incremental, prepare_incremental
 from tests.aggregation import reference
 from tests.aggregation.helpers import (
     create_instances,
@@ -24,6 +24,7 @@ from tests.aggregation.helpers import (
     remove_failure,
     reset,
     run_incremental,
+    run_scope,
     write_samples,
     written_at,
 )
@@ -261,3 +262,81 @@ class TestSnapshot:
                     timeout=5,
                 )
         assert scope.change_watermark == 0
+
+
+class TestNightByNight:
+    """The cron's usual work: one new day for every database, then a run. Each night takes
+    the cheap paths (one day read with one range scan, merged into the stored rows of the
+    week, month and quarter; the day's change against the previous day's samples)."""
+
+    async def test_each_night_matches_the_reference(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        first = date(2025, 3, 28)  # nights across a month, a quarter and an ISO week end
+        posted: list[Sample] = []
+        async with sessionmaker() as session, session.begin():
+            await create_instances(session, [1, 2])
+        for night in range(7):
+            day = first + timedelta(days=night)
+            new = [
+                Sample(instance, name, day, Decimal(100 * instance + 3 * night + len(name)))
+                for instance in (1, 2)
+                for name in ("alpha", "beta")
+                # a database that appears mid-period, and one with a gap
+                if not (name == "beta" and instance == 2 and night < 3)
+                and not (name == "alpha" and instance == 1 and night == 4)
+            ]
+            await _post(sessionmaker, new)
+            posted += new
+            results = await run_incremental(sessionmaker, [1, 2], today=day + timedelta(days=1))
+            assert all(r.succeeded for r in results), [r.error for r in results]
+            await _matches_reference(sessionmaker, posted, day + timedelta(days=1))
+            assert all(r.instance_ids == (1, 2) for r in results)
+
+    async def test_a_long_read_and_a_short_one_in_the_same_run(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """A late sample months back beside a new day: reads too far apart for one range."""
+        samples = [
+            Sample(i, "alpha", date(2025, 1, 1) + timedelta(days=d), Decimal(i * 10 + d))
+            for i in (1, 2)
+            for d in range(100)
+        ]
+        async with sessionmaker() as session, session.begin():
+            await create_instances(session, [1, 2])
+        await _post(sessionmaker, samples)
+        await run_incremental(sessionmaker, [1, 2], today=date(2025, 4, 11))
+        update = [
+            Sample(1, "alpha", date(2025, 1, 15), Decimal("7.125")),
+            Sample(2, "alpha", date(2025, 4, 11), Decimal(555)),
+            Sample(2, "alpha", date(2025, 4, 12), Decimal(556)),
+        ]
+        await _post(sessionmaker, update)
+        await run_incremental(sessionmaker, [1, 2], today=date(2025, 4, 13))
+        await _matches_reference(sessionmaker, _merge(samples, update), date(2025, 4, 13))
+
+    async def test_samples_after_the_watermark_are_merged_by_the_next_run(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """A merged period reads up to its last changed day; a sample of a later day whose
+        change came after the job's snapshot is left to the next run, not counted twice."""
+        day_one = [Sample(1, "alpha", date(2025, 5, 5), Decimal(10))]
+        day_two = [Sample(1, "alpha", date(2025, 5, 6), Decimal(20))]
+        day_three = [Sample(1, "alpha", date(2025, 5, 7), Decimal(40))]
+        async with sessionmaker() as session, session.begin():
+            await create_instances(session, [1])
+        await _post(sessionmaker, day_one)
+        await run_incremental(sessionmaker, [1], today=date(2025, 5, 6))
+
+        await _post(sessionmaker, day_two)
+        async with sessionmaker() as session, session.begin():
+            scope = await prepare_incremental(session)
+        await _post(sessionmaker, day_three)  # after the snapshot
+        results = await run_scope(sessionmaker, scope, [1], date(2025, 5, 8))
+        async with sessionmaker() as session, session.begin():
+            await commit_incremental(session, scope, results)
+        assert await _pending_changes(sessionmaker) == 1
+
+        await run_incremental(sessionmaker, [1], today=date(2025, 5, 8))
+        await _matches_reference(sessionmaker, day_one + day_two + day_three, date(2025, 5, 8))
+        assert await _pending_changes(sessionmaker) == 0

@@ -59,6 +59,7 @@ _PARAM_TYPES = {
     "t_instance": "integer[]",
     "t_start": "date[]",
     "t_read_from": "date[]",
+    "t_read_to": "date[]",
     "t_merge": "boolean[]",
     "t_prev_target": "boolean[]",
 }
@@ -97,6 +98,10 @@ def _merged_rows(status: str) -> int:
     return int(count)
 
 
+# Reads spanning fewer days than this are done with one range scan (Targets.narrow).
+NARROW_DAYS = 7
+
+
 @dataclass(frozen=True)
 class Targets:
     """An incremental run's (instance, period) targets for one period type."""
@@ -106,6 +111,16 @@ class Targets:
     """First period_start to last period_end of the targets; None when there are none."""
     arrays: dict[str, list[Any]]
     """Parallel arrays (``statements.TARGET_ARRAYS``), bound as parameters."""
+    read: DateWindow | None = None
+    """First to last day that some target reads samples of; None when none reads any."""
+    one_day: bool = False
+    """Every target reads the samples of a single day."""
+
+    @property
+    def narrow(self) -> bool:
+        """The reads lie within a few days: read them with one range scan, not per target.
+        A week of a fleet's days costs about what a thousand targets' index scans do."""
+        return self.read is not None and (self.read.end - self.read.start).days < NARROW_DAYS
 
     def shape(self) -> dict[str, bool]:
         """Which parts the target statements need: the self-join for targets whose previous
@@ -115,6 +130,11 @@ class Targets:
             "prev_targets": any(self.arrays.get("t_prev_target", ())),
             "inserts": not all(self.arrays.get("t_merge", ())),
         }
+
+    @property
+    def merges(self) -> bool:
+        """Some target combines its stored rows with new samples (or only flips is_complete)."""
+        return any(self.arrays.get("t_merge", ()))
 
 
 class AggregationRepository:
@@ -234,6 +254,8 @@ class AggregationRepository:
         self, period_type: PeriodType, instance_ids: Sequence[int], window: DateWindow | None
     ) -> set[int]:
         """Requested instances that have instance-level statistics of this type (in window)."""
+        if not instance_ids:
+            return set()
         in_window = "AND a.period_start BETWEEN :start AND :end" if window else ""
         # A scalar subquery per instance (one index probe), not a semi-join over a partition.
         query = text(
@@ -261,8 +283,15 @@ class AggregationRepository:
         )
         if not row[0]:
             return Targets(count=0, window=None, arrays={})
-        arrays = dict(zip(statements.TARGET_ARRAYS, row[3:], strict=True))
-        return Targets(count=int(row[0]), window=DateWindow(row[1], row[2]), arrays=arrays)
+        arrays = dict(zip(statements.TARGET_ARRAYS, row[3:-3], strict=True))
+        read_start, read_end, one_day = row[-3:]
+        return Targets(
+            count=int(row[0]),
+            window=DateWindow(row[1], row[2]),
+            arrays=arrays,
+            read=DateWindow(read_start, read_end) if read_start is not None else None,
+            one_day=bool(one_day),
+        )
 
     async def merge_database_targets(
         self,
@@ -274,7 +303,13 @@ class AggregationRepository:
         job_id: uuid.UUID | None,
     ) -> int:
         return await self._merge(
-            statements.database_targets(period_type, **targets.shape()),
+            statements.database_targets(
+                period_type,
+                **targets.shape(),
+                merges=targets.merges,
+                one_day=targets.one_day,
+                narrow=targets.narrow,
+            ),
             self._target_values(instance_ids, targets) | {"today": today, "job_id": job_id},
         )
 
@@ -289,7 +324,7 @@ class AggregationRepository:
         trend_threshold_percent: float,
     ) -> int:
         return await self._merge(
-            statements.instance_targets(period_type, **targets.shape()),
+            statements.instance_targets(period_type, **targets.shape(), narrow=targets.narrow),
             self._target_values(instance_ids, targets)
             | {
                 "today": today,
@@ -301,12 +336,16 @@ class AggregationRepository:
     @staticmethod
     def _target_values(instance_ids: Sequence[int], targets: Targets) -> dict[str, Any]:
         assert targets.window is not None
-        return {
+        values = {
             "ids": list(instance_ids),
             "write_start": targets.window.start,
             "write_end": targets.window.end,
             **targets.arrays,
         }
+        if targets.narrow:
+            assert targets.read is not None
+            values |= {"read_start": targets.read.start, "read_end": targets.read.end}
+        return values
 
     async def settled_change_watermark(self) -> int:
         """The highest sample-change id, once every transaction that could still add a lower

@@ -90,21 +90,31 @@ _DB_COLUMNS = f"period_end, {_DB_STATS}, is_complete"
 
 
 def _db_grouped(
-    cal: _Calendar, source: str, where: str, period_start: str, carry: tuple[str, ...] = ()
+    cal: _Calendar,
+    source: str,
+    where: str,
+    period_start: str,
+    carry: tuple[str, ...] = (),
+    *,
+    one_day: bool = False,
 ) -> str:
     """Aggregate ``source`` samples (alias ``s``) per database and period.
 
     Columns: instance_id, database_name, period_start, n, sum_size, min_size, max_size, n_data,
     sum_data, min_data, max_data, n_log, sum_log, min_log, max_log, first_date, last_date,
     first_size, last_size, and the ``carry`` columns of ``t`` (grouped by).
+
+    ``one_day``: every group reads one day (the usual night's merged targets), so it holds at
+    most one sample.
     """
     carried = "".join(f", t.{c}" for c in carry)
     carried_names = "".join(f", {c}" for c in carry)
-    if cal.period_type is PeriodType.daily:
+    if one_day or cal.period_type is PeriodType.daily:
         # The primary key of size_samples allows one sample per database and day: each sample is
-        # its own group, and no aggregation is needed.
+        # its own group, and no aggregation is needed (measured: sorting and aggregating the
+        # 20,000 one-sample groups of a night was ~50 ms of a ~350 ms statement).
         return f"""
-        SELECT s.instance_id, s.database_name, s.collected_date AS period_start,
+        SELECT s.instance_id, s.database_name, {period_start} AS period_start,
                1 AS n, s.size_mb AS sum_size, s.size_mb AS min_size, s.size_mb AS max_size,
                (s.data_size_mb IS NOT NULL)::int AS n_data, s.data_size_mb AS sum_data,
                s.data_size_mb AS min_data, s.data_size_mb AS max_data,
@@ -141,15 +151,13 @@ _DB_KEY = ("instance_id", "database_name", "period_type", "period_start")
 _INSTANCE_KEY = ("instance_id", "period_type", "period_start")
 
 
-def _key_order(key: tuple[str, ...], alias: str) -> str:
-    """Primary-key order: the rows of one (instance, period) together, so they share a page or
-    two. The nightly run then updates (weekly, monthly, quarterly) or reads (the previous day)
-    ~1,000 pages per period type instead of one page per database (20,000, each a full-page
-    image in the WAL after a checkpoint)."""
-    columns = ["instance_id", "period_start"]
-    if "database_name" in key:
-        columns.append("database_name")
-    return "ORDER BY " + ", ".join(f"{alias}.{c}" for c in columns)
+def _key_order(alias: str) -> str:
+    """The rows of one (instance, period) together, so they share a page or two. The nightly
+    run then updates (weekly, monthly, quarterly) or reads (the previous day) ~1,000 pages per
+    period type instead of one page per database (20,000, each a full-page image in the WAL
+    after a checkpoint). Not by database name within them: that is no fewer pages, and a
+    collated text sort cost ~40 ms of a night's daily statement."""
+    return f"ORDER BY {alias}.instance_id, {alias}.period_start"
 
 
 def _write_source(
@@ -171,7 +179,7 @@ def _write_source(
     INSERT INTO {table} ({names}, {columns}, computed_at, job_id)
     SELECT {values}, {source_columns}, now(), :job_id
     FROM src AS s
-    {"" if daily_databases else _key_order(key, "s")}"""
+    {"" if daily_databases else _key_order("s")}"""
     match = " AND ".join(
         f"t.{k} = '{period_type}'" if k == "period_type" else f"t.{k} = s.{k}" for k in key
     )
@@ -201,7 +209,7 @@ def _db_merge(
     # ``ordered``: the source is small (incremental targets), so it is sorted into primary-key
     # order, in which its new rows are inserted (the MERGE probes its target with the source
     # as the outer side).
-    order = _key_order(_DB_KEY, "c") if ordered else ""
+    order = _key_order("c") if ordered else ""
     tail = _write_source(
         "database_size_aggregations",
         _DB_KEY,
@@ -287,6 +295,10 @@ def incremental_targets(period_type: PeriodType) -> str:
     (``since`` = infinity). ``merge``: the stored instance row covers only days before
     ``since``, so the samples from ``since`` on are read and combined with the stored rows;
     otherwise (no stored row, or a change on or before its last day) the whole period is read.
+    A merged target reads up to ``read_to``, the last changed day: every sample after the
+    stored row's last day came with a change, and one beyond ``read_to`` has a change above the
+    watermark, which the next run merges. The last column says whether every target reads a
+    single day (the usual night), so that its samples need no grouping.
     ``prev_target``: the previous period is a target too, so its new average is the baseline.
     """
     cal = _Calendar(period_type)
@@ -303,7 +315,8 @@ def incremental_targets(period_type: PeriodType) -> str:
     ),
     touched AS (
         SELECT c.instance_id, g.start::date AS period_start,
-               min(greatest(c.first_date, g.start::date)) AS since
+               min(greatest(c.first_date, g.start::date)) AS since,
+               max(least(c.last_date, {cal.end("g.start::date")})) AS until
         FROM changes AS c
         CROSS JOIN LATERAL generate_series(
             {cal.trunc("c.first_date")}::timestamp, {cal.trunc("c.last_date")}::timestamp,
@@ -312,17 +325,18 @@ def incremental_targets(period_type: PeriodType) -> str:
         GROUP BY 1, 2
     ),
     wanted AS (
-        SELECT instance_id, period_start, since FROM touched
+        SELECT instance_id, period_start, since, until FROM touched
         UNION ALL
-        SELECT instance_id, {cal.shift("period_start", 1)}, 'infinity'::date FROM touched
+        SELECT instance_id, {cal.shift("period_start", 1)}, 'infinity'::date, '-infinity'::date
+        FROM touched
         UNION ALL
-        SELECT a.instance_id, a.period_start, 'infinity'::date
+        SELECT a.instance_id, a.period_start, 'infinity'::date, '-infinity'::date
         FROM instance_size_aggregations AS a
         WHERE a.period_type = '{pt}' AND NOT a.is_complete AND a.period_end < :today
           AND a.instance_id = ANY(:ids)
     ),
     pending AS (
-        SELECT w.instance_id, w.period_start, min(w.since) AS since,
+        SELECT w.instance_id, w.period_start, min(w.since) AS since, max(w.until) AS until,
                -- a scalar subquery: one index probe per target, never a partition scan
                (SELECT a.last_sample_date FROM instance_size_aggregations AS a
                 WHERE a.instance_id = w.instance_id AND a.period_type = '{pt}'
@@ -334,6 +348,8 @@ def incremental_targets(period_type: PeriodType) -> str:
         SELECT instance_id, period_start, {cal.end("period_start")} AS period_end,
                coalesce(stored_last < since, false) AS merge,
                CASE WHEN stored_last < since THEN since ELSE period_start END AS read_from,
+               CASE WHEN stored_last < since THEN until ELSE {cal.end("period_start")} END
+                   AS read_to,
                coalesce(lag(period_start) OVER (PARTITION BY instance_id ORDER BY period_start)
                         = {cal.shift("period_start", -1)}, false) AS prev_target
         FROM pending
@@ -343,13 +359,16 @@ def incremental_targets(period_type: PeriodType) -> str:
     )
     SELECT count(*), min(period_start), max(period_end),
            array_agg(instance_id {ordered}), array_agg(period_start {ordered}),
-           array_agg(read_from {ordered}), array_agg(merge {ordered}),
-           array_agg(prev_target {ordered})
+           array_agg(read_from {ordered}), array_agg(read_to {ordered}),
+           array_agg(merge {ordered}), array_agg(prev_target {ordered}),
+           min(read_from) FILTER (WHERE read_from <= read_to),
+           max(read_to) FILTER (WHERE read_from <= read_to),
+           coalesce(bool_and(read_from = read_to) FILTER (WHERE read_from <= read_to), false)
     FROM targets
     """
 
 
-TARGET_ARRAYS = ("t_instance", "t_start", "t_read_from", "t_merge", "t_prev_target")
+TARGET_ARRAYS = ("t_instance", "t_start", "t_read_from", "t_read_to", "t_merge", "t_prev_target")
 
 
 def _targets(cal: _Calendar) -> str:
@@ -357,60 +376,47 @@ def _targets(cal: _Calendar) -> str:
     return f"""
     targets AS (
         SELECT t.instance_id, t.period_start, {cal.end("t.period_start")} AS period_end,
-               t.read_from, t.merge, t.prev_target
-        FROM unnest(:t_instance, :t_start, :t_read_from, :t_merge, :t_prev_target)
-             AS t(instance_id, period_start, read_from, merge, prev_target)
+               t.read_from, t.read_to, t.merge, t.prev_target
+        FROM unnest(:t_instance, :t_start, :t_read_from, :t_read_to, :t_merge, :t_prev_target)
+             AS t(instance_id, period_start, read_from, read_to, merge, prev_target)
     )"""
 
 
-def _target_samples(columns: str) -> str:
-    """Each target's samples from its ``read_from`` day, one index scan per target.
+def _target_samples(columns: str, *, narrow: bool = False) -> str:
+    """Each target's samples from ``read_from`` to ``read_to``.
 
-    OFFSET 0 keeps the subquery from being flattened into a join, which the planner would
-    otherwise run against every partition; per target it prunes to the partitions of its own
-    days (usually one) and reads the instance's rows there.
+    ``narrow``: the targets' reads all lie in a few days (``:read_start``..``:read_end``, the
+    usual night: one day). Those days are read once through the collected_date index and
+    hash-joined with the targets: ~5 ms for a night's 20,000 samples against ~25 ms for 1,000
+    index scans. Otherwise one index scan per target; OFFSET 0 keeps the subquery from being
+    flattened into a join, which the planner would otherwise run against every partition; per
+    target it prunes to the partitions of its own days (usually one).
     """
+    if narrow:
+        return """targets AS t
+        JOIN size_samples AS s
+          ON s.instance_id = t.instance_id
+         AND s.collected_date BETWEEN t.read_from AND t.read_to
+         AND s.collected_date BETWEEN :read_start AND :read_end
+         AND s.instance_id = ANY(:t_instance)"""
     return f"""targets AS t
         CROSS JOIN LATERAL (
             SELECT {columns} FROM size_samples AS s
             WHERE s.instance_id = t.instance_id
-              AND s.collected_date BETWEEN t.read_from AND t.period_end
+              AND s.collected_date BETWEEN t.read_from AND t.read_to
             OFFSET 0
         ) AS s"""
 
 
-def database_targets(
-    period_type: PeriodType, *, prev_targets: bool = True, inserts: bool = True
-) -> str:
-    """Database level for the incremental targets. Parameters: the target arrays, ids,
-    write_start, write_end (the targets' window), today, job_id."""
-    cal = _Calendar(period_type)
-    pt = period_type.value
-    fresh = _db_grouped(
-        cal,
-        _target_samples(
-            "s.instance_id, s.database_name, s.collected_date, s.size_mb, s.data_size_mb,"
-            " s.log_size_mb"
-        ),
-        "t.read_from <= t.period_end",
-        "t.period_start",
-        carry=("merge", "prev_target"),
-    )
-    previous = cal.shift("m.period_start", -1)
-    # Without targets whose previous period is a target too (the usual night: one new day),
-    # the self-join of ``merged`` is skipped: hashing 20,000 wide rows for nothing cost ~50 ms.
-    prev_join = (
-        f"""LEFT JOIN merged AS mp
-               ON m.prev_target AND mp.instance_id = m.instance_id
-              AND mp.database_name = m.database_name AND mp.period_start = {previous}"""
-        if prev_targets
-        else ""
-    )
-    # A stored sum is exact: avg is sum/n rounded to 6 places and n <= 92 (a quarter), so
-    # round(avg * n, 3) recovers a sum of 3-decimal sizes (error <= 92 * 0.5e-6 < 0.0005).
-    ctes = f"""{_targets(cal)},
-    fresh AS ({fresh}),
-    stored AS (
+def _db_merged(pt: str) -> str:
+    """CTEs ``stored`` and ``merged``: each merged target's stored rows combined with its fresh
+    samples (``fresh``); a re-read target's rows are its fresh ones.
+
+    A stored sum is exact: avg is sum/n rounded to 6 places and n <= 92 (a quarter), so
+    round(avg * n, 3) recovers a sum of 3-decimal sizes (error <= 92 * 0.5e-6 < 0.0005).
+    ``merged`` is materialized even when it is read once: inlined, its expressions were
+    substituted into every use and computed several times per row (measured ~+90 ms)."""
+    return f"""stored AS (
         -- One index range per merged target (OFFSET 0: not a join over the whole partition).
         SELECT a.*, a.avg_size_mb - a.size_change_mb AS stored_prev_avg, t.merge,
                t.prev_target
@@ -458,20 +464,83 @@ def database_targets(
               ON a.instance_id = f.instance_id AND a.period_start = f.period_start
              AND a.database_name = f.database_name
         ) AS x
-    ),
-    -- The stored previous period of each re-read target whose previous period is not a
-    -- target itself: one index range per target.
-    stored_prev AS (
+    )"""
+
+
+def _db_fresh_only() -> str:
+    """CTE ``merged`` when no target is merged (a night's new day): its fresh rows as they are.
+    Materialized for the same reason as in :func:`_db_merged`."""
+    return """merged AS MATERIALIZED (
+        SELECT f.*, false AS has_stored, NULL::numeric AS stored_prev_avg,
+               round(f.sum_size / f.n, 6) AS avg_size
+        FROM fresh AS f
+    )"""
+
+
+def _db_stored_prev(cal: _Calendar) -> str:
+    """CTE ``stored_prev``: the previous period's average of each re-read target whose previous
+    period is not a target itself, one index range per target. For a day that is the previous
+    day's sample itself, read from size_samples: the samples of a day lie together, while the
+    daily rows of a full recompute lie in (instance, database) order, a page per database."""
+    if cal.period_type is PeriodType.daily:
+        previous = """SELECT q.database_name, q.size_mb AS avg_size_mb FROM size_samples AS q
+            WHERE q.instance_id = t.instance_id AND q.collected_date = t.period_start - 1"""
+    else:
+        previous = f"""SELECT q.database_name, q.avg_size_mb FROM database_size_aggregations AS q
+            WHERE q.instance_id = t.instance_id AND q.period_type = '{cal.period_type.value}'
+              AND q.period_start = {cal.shift("t.period_start", -1)}"""
+    return f"""stored_prev AS (
         SELECT t.instance_id, t.period_start, q.database_name, q.avg_size_mb
         FROM targets AS t
-        CROSS JOIN LATERAL (
-            SELECT q.database_name, q.avg_size_mb FROM database_size_aggregations AS q
-            WHERE q.instance_id = t.instance_id AND q.period_type = '{pt}'
-              AND q.period_start = {cal.shift("t.period_start", -1)}
+        CROSS JOIN LATERAL ({previous}
             OFFSET 0
         ) AS q
-        WHERE NOT t.merge AND NOT t.prev_target AND t.read_from <= t.period_end
-    ),
+        WHERE NOT t.merge AND NOT t.prev_target AND t.read_from <= t.read_to
+    )"""
+
+
+def database_targets(
+    period_type: PeriodType,
+    *,
+    prev_targets: bool = True,
+    inserts: bool = True,
+    merges: bool = True,
+    one_day: bool = False,
+    narrow: bool = False,
+) -> str:
+    """Database level for the incremental targets. Parameters: the target arrays, ids,
+    write_start, write_end (the targets' window), today, job_id.
+
+    The flags leave out what a night's targets do not need (``Targets.shape``): with no merged
+    target (a night's new day), no stored row is read and joined."""
+    cal = _Calendar(period_type)
+    pt = period_type.value
+    fresh = _db_grouped(
+        cal,
+        _target_samples(
+            "s.instance_id, s.database_name, s.collected_date, s.size_mb, s.data_size_mb,"
+            " s.log_size_mb",
+            narrow=narrow,
+        ),
+        "t.read_from <= t.read_to",
+        "t.period_start",
+        carry=("merge", "prev_target"),
+        one_day=one_day,
+    )
+    previous = cal.shift("m.period_start", -1)
+    # Without targets whose previous period is a target too (the usual night: one new day),
+    # the self-join of ``merged`` is skipped: hashing 20,000 wide rows for nothing cost ~50 ms.
+    prev_join = (
+        f"""LEFT JOIN merged AS mp
+               ON m.prev_target AND mp.instance_id = m.instance_id
+              AND mp.database_name = m.database_name AND mp.period_start = {previous}"""
+        if prev_targets
+        else ""
+    )
+    ctes = f"""{_targets(cal)},
+    fresh AS ({fresh}),
+    {_db_merged(pt) if merges else _db_fresh_only()},
+    {_db_stored_prev(cal)},
     computed AS (
         SELECT m.*,
                CASE
@@ -514,7 +583,7 @@ def _instance_merge(
     """``source_ctes`` defines ``computed``: instance_id, period_start, n (days), sum_size,
     min_size, max_size (of daily totals), sum_dbs, min_dbs, max_dbs, first_date, last_date,
     avg_size and prev_avg."""
-    order = _key_order(_INSTANCE_KEY, "c") if ordered else ""
+    order = _key_order("c") if ordered else ""
     tail = _write_source(
         "instance_size_aggregations",
         _INSTANCE_KEY,
@@ -595,7 +664,11 @@ def instance_window(period_type: PeriodType, *, into_empty: bool = False) -> str
 
 
 def instance_targets(
-    period_type: PeriodType, *, prev_targets: bool = True, inserts: bool = True
+    period_type: PeriodType,
+    *,
+    prev_targets: bool = True,
+    inserts: bool = True,
+    narrow: bool = False,
 ) -> str:
     """Instance level for the incremental targets. Parameters: the target arrays, ids,
     write_start, write_end, today, threshold, job_id."""
@@ -613,8 +686,8 @@ def instance_targets(
     days AS (
         SELECT t.instance_id, s.collected_date AS day, sum(s.size_mb) AS total,
                count(*)::int AS dbs
-        FROM {_target_samples("s.collected_date, s.size_mb")}
-        WHERE t.read_from <= t.period_end
+        FROM {_target_samples("s.collected_date, s.size_mb", narrow=narrow)}
+        WHERE t.read_from <= t.read_to
         GROUP BY 1, 2
     ),
     fresh AS ({_instance_grouped(cal, "days")}),
@@ -648,7 +721,9 @@ def instance_targets(
             WHERE f.instance_id IS NOT NULL OR a.instance_id IS NOT NULL
         ) AS x
     ),
-    computed AS (
+    -- Materialized: prev_avg is used a dozen times downstream, and each use would otherwise
+    -- run its subquery again (12,000 index probes instead of 1,000 on a night's new day).
+    computed AS MATERIALIZED (
         SELECT m.*,
                CASE
                    WHEN m.prev_target THEN {"mp.avg_size" if prev_targets else "NULL"}
