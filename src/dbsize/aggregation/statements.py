@@ -477,11 +477,23 @@ def _db_fresh_only() -> str:
     )"""
 
 
-def _db_stored_prev(cal: _Calendar) -> str:
+def _db_stored_prev(cal: _Calendar, *, narrow: bool) -> str:
     """CTE ``stored_prev``: the previous period's average of each re-read target whose previous
     period is not a target itself, one index range per target. For a day that is the previous
     day's sample itself, read from size_samples: the samples of a day lie together, while the
-    daily rows of a full recompute lie in (instance, database) order, a page per database."""
+    daily rows of a full recompute lie in (instance, database) order, a page per database.
+    With ``narrow`` reads, those previous days are read with one range scan too."""
+    where = "NOT t.merge AND NOT t.prev_target AND t.read_from <= t.read_to"
+    if cal.period_type is PeriodType.daily and narrow:
+        return f"""stored_prev AS (
+        SELECT t.instance_id, t.period_start, q.database_name, q.size_mb AS avg_size_mb
+        FROM targets AS t
+        JOIN size_samples AS q
+          ON q.instance_id = t.instance_id AND q.collected_date = t.period_start - 1
+         AND q.collected_date BETWEEN :read_start - 1 AND :read_end - 1
+         AND q.instance_id = ANY(:t_instance)
+        WHERE {where}
+    )"""
     if cal.period_type is PeriodType.daily:
         previous = """SELECT q.database_name, q.size_mb AS avg_size_mb FROM size_samples AS q
             WHERE q.instance_id = t.instance_id AND q.collected_date = t.period_start - 1"""
@@ -495,7 +507,7 @@ def _db_stored_prev(cal: _Calendar) -> str:
         CROSS JOIN LATERAL ({previous}
             OFFSET 0
         ) AS q
-        WHERE NOT t.merge AND NOT t.prev_target AND t.read_from <= t.read_to
+        WHERE {where}
     )"""
 
 
@@ -507,9 +519,12 @@ def database_targets(
     merges: bool = True,
     one_day: bool = False,
     narrow: bool = False,
+    into_empty: bool = False,
 ) -> str:
     """Database level for the incremental targets. Parameters: the target arrays, ids,
-    write_start, write_end (the targets' window), today, job_id.
+    write_start, write_end (the targets' window), today, job_id; read_start and read_end with
+    ``narrow``. ``into_empty``: no row exists in the targets' window (a night's new day), so a
+    plain INSERT writes them (see :func:`_write_source`).
 
     The flags leave out what a night's targets do not need (``Targets.shape``): with no merged
     target (a night's new day), no stored row is read and joined."""
@@ -540,7 +555,7 @@ def database_targets(
     ctes = f"""{_targets(cal)},
     fresh AS ({fresh}),
     {_db_merged(pt) if merges else _db_fresh_only()},
-    {_db_stored_prev(cal)},
+    {_db_stored_prev(cal, narrow=narrow)},
     computed AS (
         SELECT m.*,
                CASE
@@ -562,7 +577,7 @@ def database_targets(
               AND sp.database_name = m.database_name
     )"""
     # Sorted only when some target is a new period (rows to insert): updates stay in place.
-    return _db_merge(cal, ctes, ordered=inserts)
+    return _db_merge(cal, ctes, ordered=inserts, into_empty=into_empty)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -669,6 +684,7 @@ def instance_targets(
     prev_targets: bool = True,
     inserts: bool = True,
     narrow: bool = False,
+    into_empty: bool = False,
 ) -> str:
     """Instance level for the incremental targets. Parameters: the target arrays, ids,
     write_start, write_end, today, threshold, job_id."""
@@ -735,4 +751,4 @@ def instance_targets(
         FROM merged AS m
         {prev_join}
     )"""
-    return _instance_merge(cal, ctes, ordered=inserts)
+    return _instance_merge(cal, ctes, ordered=inserts, into_empty=into_empty)
