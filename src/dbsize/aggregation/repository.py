@@ -98,7 +98,8 @@ def _merged_rows(status: str) -> int:
     return int(count)
 
 
-# Reads spanning fewer days than this are done with one range scan (Targets.narrow).
+# Reads within a week (first to last day at most 7 days) are done with one range scan
+# (Targets.narrow).
 NARROW_DAYS = 7
 
 
