@@ -383,7 +383,8 @@ def _targets(cal: _Calendar) -> str:
 
 
 def _target_samples(columns: str, *, narrow: bool = False) -> str:
-    """Each target's samples from ``read_from`` to ``read_to``.
+    """Each target's samples from ``read_from`` to ``read_to``, as ``s`` (``columns``: what the
+    per-target subquery selects; the narrow join exposes the table's own columns).
 
     ``narrow``: the targets' reads all lie in a few days (``:read_start``..``:read_end``, the
     usual night: one day). Those days are read once through the collected_date index and
