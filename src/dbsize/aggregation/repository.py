@@ -123,14 +123,21 @@ class Targets:
         A week of a fleet's days costs about what a thousand targets' index scans do."""
         return self.read is not None and (self.read.end - self.read.start).days < NARROW_DAYS
 
-    def shape(self) -> dict[str, bool]:
-        """Which parts the target statements need: the self-join for targets whose previous
-        period is a target too, and the sort for targets that are (re)read whole (new rows).
-        Both are pure cost on the usual night (one new day: neither)."""
-        return {
+    def shape(self, *, database: bool) -> dict[str, bool]:
+        """Which parts the target statements need (the flags of ``statements.database_targets``
+        or, without ``database``, ``instance_targets``): the self-join for targets whose
+        previous period is a target too, the sort for targets that are (re)read whole (new
+        rows), the range scan for narrow reads, and at the database level the stored rows for
+        merged targets and the grouping of reads longer than a day. On the usual night (one
+        new day) most of them are left out."""
+        shape = {
             "prev_targets": any(self.arrays.get("t_prev_target", ())),
             "inserts": not all(self.arrays.get("t_merge", ())),
+            "narrow": self.narrow,
         }
+        if database:
+            shape |= {"merges": self.merges, "one_day": self.one_day}
+        return shape
 
     @property
     def merges(self) -> bool:
@@ -306,10 +313,7 @@ class AggregationRepository:
         return await self._merge(
             statements.database_targets(
                 period_type,
-                **targets.shape(),
-                merges=targets.merges,
-                one_day=targets.one_day,
-                narrow=targets.narrow,
+                **targets.shape(database=True),
                 into_empty=await self._targets_window_is_empty(
                     "database_size_aggregations", period_type, targets
                 ),
@@ -330,8 +334,7 @@ class AggregationRepository:
         return await self._merge(
             statements.instance_targets(
                 period_type,
-                **targets.shape(),
-                narrow=targets.narrow,
+                **targets.shape(database=False),
                 into_empty=await self._targets_window_is_empty(
                     "instance_size_aggregations", period_type, targets
                 ),

@@ -527,7 +527,7 @@ def database_targets(
     ``narrow``. ``into_empty``: no row exists in the targets' window (a night's new day), so a
     plain INSERT writes them (see :func:`_write_source`).
 
-    The flags leave out what a night's targets do not need (``Targets.shape``): with no merged
+    The flags (``Targets.shape``) leave out what a night's targets do not need: with no merged
     target (a night's new day), no stored row is read and joined."""
     cal = _Calendar(period_type)
     pt = period_type.value
