@@ -112,7 +112,8 @@ async def build_fleet(conn: asyncpg.Connection, instances: int, databases: int, 
         following = periods.next_period_start(PeriodType.monthly, month)
         name = f"size_samples_{month:%Y_%m}"
         await conn.execute(
-            f"CREATE TABLE {name} (LIKE size_samples INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            f"CREATE TABLE {name} (LIKE size_samples INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+            "INCLUDING GENERATED)"
         )
         await conn.execute(
             f"INSERT INTO {name} (instance_id, database_name, collected_date, size_mb, "

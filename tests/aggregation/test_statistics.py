@@ -7,9 +7,12 @@ from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dbsize.aggregation import plan
+from dbsize import periods
+from dbsize.aggregation import plan, statements
 from dbsize.aggregation.schemas import PeriodType
 from tests.aggregation import reference
 from tests.aggregation.helpers import (
@@ -174,3 +177,71 @@ class TestEdgeCases:
         q1 = rows[(1, "alpha", "quarterly", date(2025, 1, 1))]
         assert q1["size_change_mb"] == Decimal(100)
         assert q1["size_change_percent"] == Decimal(50)
+
+    async def test_sizes_up_to_an_exabyte_over_decades_keep_first_and_last_exact(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        # The first/last-sample key packs a day offset above 50 bits of thousandths: the
+        # largest size accepted, next to the smallest, across 24 years in one range (without
+        # the chunk cap, one chunk of 1 instance would read more than KEY_MAX_DAYS days) must
+        # come back exact. Years no other test uses; their month partitions are dropped again.
+        largest, smallest = Decimal("1000000000000.000"), Decimal("0.001")
+        samples = []
+        for year in range(2100, 2124):
+            for month in (1, 4, 7, 10):
+                first = date(year, month, 1)
+                last = periods.period_of(PeriodType.quarterly, first).end
+                samples += [
+                    Sample(1, "alpha", first, largest if year % 2 else smallest),
+                    Sample(1, "alpha", first + timedelta(days=40), Decimal("123456789.123")),
+                    Sample(1, "alpha", last, smallest if year % 2 else largest),
+                ]
+        try:
+            await _setup(sessionmaker, samples)
+            results = await run_scope(
+                sessionmaker, range_scope(date(2100, 1, 1), date(2123, 12, 31)), [1], TODAY
+            )
+            assert all(r.succeeded for r in results)
+            await _assert_matches_reference(sessionmaker, samples, TODAY)
+            async with sessionmaker() as session:
+                rows = await database_table(session)
+            q1 = rows[(1, "alpha", "quarterly", date(2101, 1, 1))]
+            assert (q1["first_size_mb"], q1["last_size_mb"]) == (largest, smallest)
+        finally:
+            async with sessionmaker() as session, session.begin():
+                await reset(session)
+                for year in range(2100, 2124):
+                    for month in range(1, 13):
+                        await session.execute(
+                            text(f"DROP TABLE IF EXISTS size_samples_{year}_{month:02}")
+                        )
+
+    async def test_a_size_above_an_exabyte_is_refused_by_the_database(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        with pytest.raises(IntegrityError, match="ck_size_samples_size_mb_at_most_an_exabyte"):
+            await _setup(
+                sessionmaker, [Sample(1, "alpha", date(2025, 1, 1), Decimal("1000000000000.001"))]
+            )
+
+
+class TestChunks:
+    @pytest.mark.parametrize("period_type", list(PeriodType))
+    @pytest.mark.parametrize("instance_count", [1, 20, 1000])
+    def test_chunks_tile_the_scope_and_read_fewer_days_than_the_key_counts(
+        self, period_type: PeriodType, instance_count: int
+    ) -> None:
+        scope = range_scope(date(1995, 3, 4), date(2030, 8, 9))
+        window_plan = plan.window_plan(period_type, scope, instance_count=instance_count)
+        written = [*periods.iter_periods(period_type, window_plan.window)]
+        written.append(periods.period_of(period_type, written[-1].end + timedelta(days=1)))
+        starts = [c.write_start for c in window_plan.chunks]
+        assert starts[0] == written[0].start
+        assert window_plan.chunks[-1].read.end == written[-1].end
+        for chunk, following in zip(window_plan.chunks, window_plan.chunks[1:], strict=False):
+            assert following.write_start == chunk.read.end + timedelta(days=1)
+        for chunk in window_plan.chunks:
+            assert chunk.read.start == periods.previous_period_start(period_type, chunk.write_start)
+            assert (chunk.read.end - chunk.read.start).days < statements.KEY_MAX_DAYS
+            periods_written = len([*periods.iter_periods(period_type, chunk.read)]) - 1
+            assert periods_written <= plan.chunk_periods_for(period_type, instance_count)

@@ -15,6 +15,7 @@ from datetime import date
 
 from dbsize import periods
 from dbsize.aggregation.schemas import AggregationScope, DateWindow, PeriodType, ScopeKind
+from dbsize.aggregation.statements import KEY_MAX_DAYS
 
 # Periods per chunk: about one month of daily groups, one quarter of weekly groups, and a year or
 # two of the long periods; for 20,000 databases each chunk holds at most ~620,000 groups.
@@ -86,13 +87,26 @@ def window_plan(
         periods.period_of(period_type, successor),
     ]
     size = chunk_periods or chunk_periods_for(period_type, instance_count)
-    chunks = tuple(
+    groups: list[list[DateWindow]] = []
+    for period in written:
+        group = groups[-1] if groups else None
+        if (
+            group is not None
+            and len(group) < size
+            # The statements' first/last-sample key counts days from the chunk's first read day.
+            and (period.end - periods.previous_period_start(period_type, group[0].start)).days
+            < KEY_MAX_DAYS
+        ):
+            group.append(period)
+        else:
+            groups.append([period])
+    chunks = [
         Chunk(
             read=DateWindow(
                 periods.previous_period_start(period_type, group[0].start), group[-1].end
             ),
             write_start=group[0].start,
         )
-        for group in (written[i : i + size] for i in range(0, len(written), size))
-    )
-    return WindowPlan(window=window, chunks=chunks)
+        for group in groups
+    ]
+    return WindowPlan(window=window, chunks=tuple(chunks))

@@ -27,12 +27,17 @@ from dataclasses import dataclass
 
 from dbsize.aggregation.schemas import PeriodType
 
-# A sample's size is numeric(18, 3): below 10**15, never negative. (day number * 10**15 + size)
-# orders samples by day, so min()/max() of it carry the first and last sample's size through a
-# hash aggregate (PostgreSQL 15 has no first()/last() aggregate, and an ordered aggregate would
-# force a sort per group).
-_KEY_EPOCH = "DATE '2000-01-01'"
-_KEY_SCALE = "1e15"
+# Grouped samples are aggregated on their bigint copies in thousandths of a MB
+# (``size_thousandths`` …, migration 0005): machine-word sums and comparisons instead of numeric
+# ones, half the time of a database's 16 aggregates. The first and last sample's size travel
+# through the hash aggregate as min()/max() of one bigint key, (day offset) * 2^50 + thousandths:
+# a size is at most 10^12 MB (10^15 < 2^50 thousandths, a CHECK on size_samples), so the key
+# orders a group's samples by day and fits 63 bits while the day offset from its origin stays
+# below KEY_MAX_DAYS. PostgreSQL 15 has no first()/last() aggregate, and an ordered aggregate
+# would force a sort per group.
+_KEY_SCALE = str(2**50)
+KEY_MAX_DAYS = 2**13
+"""Samples keyed in one statement lie within this many days of the key's origin."""
 
 
 @dataclass(frozen=True)
@@ -96,16 +101,19 @@ def _db_grouped(
     period_start: str,
     carry: tuple[str, ...] = (),
     *,
+    key_origin: str,
     one_day: bool = False,
 ) -> str:
     """Aggregate ``source`` samples (alias ``s``) per database and period.
 
     Columns: instance_id, database_name, period_start, n, sum_size, min_size, max_size, n_data,
     sum_data, min_data, max_data, n_log, sum_log, min_log, max_log, first_date, last_date,
-    first_size, last_size, and the ``carry`` columns of ``t`` (grouped by).
+    first_size, last_size (sizes in MB), and the ``carry`` columns of ``t`` (grouped by).
 
-    ``one_day``: every group reads one day (the usual night's merged targets), so it holds at
-    most one sample.
+    ``key_origin``: a day on or before every sample read, less than ``KEY_MAX_DAYS`` before
+    the last; a parameter or a column of ``t``, so that it is the same inside and outside the
+    aggregate. ``one_day``: every group reads one day (the usual night's merged targets), so
+    it holds at most one sample.
     """
     carried = "".join(f", t.{c}" for c in carry)
     carried_names = "".join(f", {c}" for c in carry)
@@ -124,21 +132,36 @@ def _db_grouped(
                s.size_mb AS first_size, s.size_mb AS last_size{carried}
         FROM {source}
         WHERE {where}"""
-    key = f"(s.collected_date - {_KEY_EPOCH}) * {_KEY_SCALE} + s.size_mb"
+    origin = key_origin.removeprefix("t.")
+
+    def key_days(day: str, origin: str) -> str:
+        return f"({day} - {origin})::bigint * {_KEY_SCALE}"
+
+    key = f"{key_days('s.collected_date', key_origin)} + s.size_thousandths"
+    # Thousandths back to MB: * 0.001 is exact (numeric, scale 3), once per group.
     return f"""
-        SELECT instance_id, database_name, period_start, n, sum_size, min_size, max_size,
-               n_data, sum_data, min_data, max_data, n_log, sum_log, min_log, max_log,
+        SELECT instance_id, database_name, period_start, n,
+               sum_size * 0.001 AS sum_size, min_size * 0.001 AS min_size,
+               max_size * 0.001 AS max_size,
+               n_data, sum_data * 0.001 AS sum_data, min_data * 0.001 AS min_data,
+               max_data * 0.001 AS max_data,
+               n_log, sum_log * 0.001 AS sum_log, min_log * 0.001 AS min_log,
+               max_log * 0.001 AS max_log,
                first_date, last_date,
-               first_key - (first_date - {_KEY_EPOCH}) * {_KEY_SCALE} AS first_size,
-               last_key - (last_date - {_KEY_EPOCH}) * {_KEY_SCALE} AS last_size{carried_names}
+               (first_key - {key_days("first_date", origin)}) * 0.001 AS first_size,
+               (last_key - {key_days("last_date", origin)}) * 0.001 AS last_size{carried_names}
         FROM (
             SELECT s.instance_id, s.database_name, {period_start} AS period_start,
-                   count(*)::int AS n, sum(s.size_mb) AS sum_size,
-                   min(s.size_mb) AS min_size, max(s.size_mb) AS max_size,
-                   count(s.data_size_mb)::int AS n_data, sum(s.data_size_mb) AS sum_data,
-                   min(s.data_size_mb) AS min_data, max(s.data_size_mb) AS max_data,
-                   count(s.log_size_mb)::int AS n_log, sum(s.log_size_mb) AS sum_log,
-                   min(s.log_size_mb) AS min_log, max(s.log_size_mb) AS max_log,
+                   count(*)::int AS n, sum(s.size_thousandths) AS sum_size,
+                   min(s.size_thousandths) AS min_size, max(s.size_thousandths) AS max_size,
+                   count(s.data_size_thousandths)::int AS n_data,
+                   sum(s.data_size_thousandths) AS sum_data,
+                   min(s.data_size_thousandths) AS min_data,
+                   max(s.data_size_thousandths) AS max_data,
+                   count(s.log_size_thousandths)::int AS n_log,
+                   sum(s.log_size_thousandths) AS sum_log,
+                   min(s.log_size_thousandths) AS min_log,
+                   max(s.log_size_thousandths) AS max_log,
                    min(s.collected_date) AS first_date, max(s.collected_date) AS last_date,
                    min({key}) AS first_key, max({key}) AS last_key{carried}
             FROM {source}
@@ -247,15 +270,63 @@ def _db_merge(
     """
 
 
+def _db_daily_window(*, into_empty: bool) -> str:
+    """Daily database rows over a window: each sample is its day's row, and its change is
+    against the previous day's sample, joined by hash. Measured on a month of the fleet
+    (620,000 samples): 1.3 s to compute the rows, against 3.2 s through the general statement,
+    whose window function sorts the samples by database and day and whose per-row arithmetic
+    (averages of one sample, a growth rate of one day) has nothing to do. That is 84 % of a
+    full recompute's rows."""
+    tail = _write_source(
+        "database_size_aggregations",
+        _DB_KEY,
+        PeriodType.daily.value,
+        _DB_COLUMNS,
+        into_empty=into_empty,
+    )
+    return f"""
+    WITH src AS (
+        SELECT s.instance_id, s.database_name, s.collected_date AS period_start,
+               s.collected_date AS period_end, 1 AS sample_count,
+               s.size_mb AS avg_size_mb, s.size_mb AS max_size_mb, s.size_mb AS min_size_mb,
+               s.size_mb AS first_size_mb, s.size_mb AS last_size_mb,
+               (s.data_size_mb IS NOT NULL)::int AS data_sample_count,
+               s.data_size_mb AS avg_data_size_mb, s.data_size_mb AS max_data_size_mb,
+               s.data_size_mb AS min_data_size_mb,
+               (s.log_size_mb IS NOT NULL)::int AS log_sample_count,
+               s.log_size_mb AS avg_log_size_mb, s.log_size_mb AS max_log_size_mb,
+               s.log_size_mb AS min_log_size_mb,
+               s.collected_date AS first_sample_date, s.collected_date AS last_sample_date,
+               s.size_mb - p.size_mb AS size_change_mb,
+               CASE WHEN p.size_mb <> 0
+                    THEN round((s.size_mb - p.size_mb) * 100 / p.size_mb, 4) END
+                   AS size_change_percent,
+               NULL::numeric AS growth_mb_per_day,
+               s.collected_date < :today AS is_complete
+        FROM size_samples AS s
+        LEFT JOIN size_samples AS p
+               ON p.instance_id = s.instance_id AND p.database_name = s.database_name
+              AND p.collected_date = s.collected_date - 1
+              AND p.instance_id = ANY(:ids)
+              AND p.collected_date BETWEEN :read_start AND :read_end - 1
+        WHERE s.instance_id = ANY(:ids) AND s.collected_date BETWEEN :write_start AND :read_end
+    )
+    {tail}
+    """
+
+
 def database_window(period_type: PeriodType, *, into_empty: bool = False) -> str:
     """Database level over a window. Parameters: ids, read_start, read_end, write_start, today,
     job_id. ``read_start`` is one whole period before ``write_start`` (the context period)."""
+    if period_type is PeriodType.daily:
+        return _db_daily_window(into_empty=into_empty)
     cal = _Calendar(period_type)
     grouped = _db_grouped(
         cal,
         "size_samples AS s",
         "s.instance_id = ANY(:ids) AND s.collected_date BETWEEN :read_start AND :read_end",
         cal.trunc("s.collected_date"),
+        key_origin=":read_start",
     )
     ctes = f"""
     grouped AS ({grouped}),
@@ -535,12 +606,14 @@ def database_targets(
         cal,
         _target_samples(
             "s.instance_id, s.database_name, s.collected_date, s.size_mb, s.data_size_mb,"
-            " s.log_size_mb",
+            " s.log_size_mb, s.size_thousandths, s.data_size_thousandths,"
+            " s.log_size_thousandths",
             narrow=narrow,
         ),
         "t.read_from <= t.read_to",
         "t.period_start",
         carry=("merge", "prev_target"),
+        key_origin="t.period_start",
         one_day=one_day,
     )
     previous = cal.shift("m.period_start", -1)
@@ -655,7 +728,7 @@ def instance_window(period_type: PeriodType, *, into_empty: bool = False) -> str
     cal = _Calendar(period_type)
     ctes = f"""
     days AS (
-        SELECT s.instance_id, s.collected_date AS day, sum(s.size_mb) AS total,
+        SELECT s.instance_id, s.collected_date AS day, sum(s.size_thousandths) * 0.001 AS total,
                count(*)::int AS dbs
         FROM size_samples AS s
         WHERE s.instance_id = ANY(:ids) AND s.collected_date BETWEEN :read_start AND :read_end
@@ -701,9 +774,9 @@ def instance_targets(
     )
     ctes = f"""{_targets(cal)},
     days AS (
-        SELECT t.instance_id, s.collected_date AS day, sum(s.size_mb) AS total,
+        SELECT t.instance_id, s.collected_date AS day, sum(s.size_thousandths) * 0.001 AS total,
                count(*)::int AS dbs
-        FROM {_target_samples("s.collected_date, s.size_mb", narrow=narrow)}
+        FROM {_target_samples("s.collected_date, s.size_thousandths", narrow=narrow)}
         WHERE t.read_from <= t.read_to
         GROUP BY 1, 2
     ),

@@ -6,6 +6,7 @@ from decimal import Decimal
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     ForeignKey,
@@ -31,6 +32,7 @@ class SizeSample(Base):
     __tablename__ = "size_samples"
     __table_args__ = (
         CheckConstraint("size_mb >= 0", name="size_mb_non_negative"),
+        CheckConstraint("size_mb <= 1e12", name="size_mb_at_most_an_exabyte"),
         CheckConstraint("data_size_mb IS NULL OR data_size_mb >= 0", name="data_size_non_negative"),
         CheckConstraint("log_size_mb IS NULL OR log_size_mb >= 0", name="log_size_non_negative"),
         {"postgresql_partition_by": "RANGE (collected_date)"},
@@ -46,6 +48,17 @@ class SizeSample(Base):
     log_size_mb: Mapped[Decimal | None] = mapped_column(SIZE)
     collected_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    # Generated: the sizes in whole thousandths of a MB, which the aggregation sums and compares
+    # as machine words (migration 0005, docs/decisions/0006-sample-thousandths.md).
+    size_thousandths: Mapped[int] = mapped_column(
+        BigInteger, Computed("(size_mb * 1000)::bigint", persisted=True)
+    )
+    data_size_thousandths: Mapped[int | None] = mapped_column(
+        BigInteger, Computed("(data_size_mb * 1000)::bigint", persisted=True)
+    )
+    log_size_thousandths: Mapped[int | None] = mapped_column(
+        BigInteger, Computed("(log_size_mb * 1000)::bigint", persisted=True)
     )
 
 
