@@ -111,9 +111,9 @@ def _db_grouped(
     first_size, last_size (sizes in MB), and the ``carry`` columns of ``t`` (grouped by).
 
     ``key_origin``: a day on or before every sample read, less than ``KEY_MAX_DAYS`` before
-    the last; a parameter or a column of ``t``, so that it is the same inside and outside the
-    aggregate. ``one_day``: every group reads one day (the usual night's merged targets), so
-    it holds at most one sample.
+    the last, constant within a group (a parameter, or a grouped column of ``t``).
+    ``one_day``: every group reads one day (the usual night's merged targets), so it holds at
+    most one sample.
     """
     carried = "".join(f", t.{c}" for c in carry)
     carried_names = "".join(f", {c}" for c in carry)
@@ -132,12 +132,11 @@ def _db_grouped(
                s.size_mb AS first_size, s.size_mb AS last_size{carried}
         FROM {source}
         WHERE {where}"""
-    origin = key_origin.removeprefix("t.")
 
-    def key_days(day: str, origin: str) -> str:
-        return f"({day} - {origin})::bigint * {_KEY_SCALE}"
+    def days_key(day: str) -> str:
+        return f"({day} - {key_origin})::bigint * {_KEY_SCALE}"
 
-    key = f"{key_days('s.collected_date', key_origin)} + s.size_thousandths"
+    key = f"{days_key('s.collected_date')} + s.size_thousandths"
     # Thousandths back to MB: * 0.001 is exact (numeric, scale 3), once per group.
     return f"""
         SELECT instance_id, database_name, period_start, n,
@@ -148,8 +147,7 @@ def _db_grouped(
                n_log, sum_log * 0.001 AS sum_log, min_log * 0.001 AS min_log,
                max_log * 0.001 AS max_log,
                first_date, last_date,
-               (first_key - {key_days("first_date", origin)}) * 0.001 AS first_size,
-               (last_key - {key_days("last_date", origin)}) * 0.001 AS last_size{carried_names}
+               first_size * 0.001 AS first_size, last_size * 0.001 AS last_size{carried_names}
         FROM (
             SELECT s.instance_id, s.database_name, {period_start} AS period_start,
                    count(*)::int AS n, sum(s.size_thousandths) AS sum_size,
@@ -163,7 +161,8 @@ def _db_grouped(
                    min(s.log_size_thousandths) AS min_log,
                    max(s.log_size_thousandths) AS max_log,
                    min(s.collected_date) AS first_date, max(s.collected_date) AS last_date,
-                   min({key}) AS first_key, max({key}) AS last_key{carried}
+                   min({key}) - {days_key("min(s.collected_date)")} AS first_size,
+                   max({key}) - {days_key("max(s.collected_date)")} AS last_size{carried}
             FROM {source}
             WHERE {where}
             GROUP BY s.instance_id, s.database_name, {period_start}{carried}
