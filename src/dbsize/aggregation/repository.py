@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dbsize import periods
 from dbsize.aggregation import statements
 from dbsize.aggregation.schemas import DateWindow, PeriodType
 from dbsize.db import set_local
@@ -90,9 +91,10 @@ def compile_statement(sql: str) -> Compiled:
 
 
 def _merged_rows(status: str) -> int:
-    """Rows written, from the command tag: 'MERGE 42', or 'INSERT 0 42' (into an empty range)."""
+    """Rows written, from the command tag: 'MERGE 42', 'INSERT 0 42' (into an empty range) or
+    'UPDATE 42'."""
     verb, _, count = status.rpartition(" ")
-    if verb not in ("MERGE", "INSERT 0"):
+    if verb not in ("MERGE", "INSERT 0", "UPDATE"):
         raise RuntimeError(f"unexpected command status {status!r}")
     return int(count)
 
@@ -106,6 +108,7 @@ NARROW_DAYS = 7
 class Targets:
     """An incremental run's (instance, period) targets for one period type."""
 
+    period_type: PeriodType
     count: int
     window: DateWindow | None
     """First period_start to last period_end of the targets; None when there are none."""
@@ -143,6 +146,40 @@ class Targets:
         """Some target combines its stored rows with new samples (or only flips is_complete)."""
         return any(self.arrays.get("t_merge", ()))
 
+    @property
+    def appends(self) -> bool:
+        """Every target is merged and reads at most one day, and none follows another (the
+        usual night's current week, month and quarter): each database's sample is appended to
+        its stored row (``statements.database_appends``)."""
+        return (
+            self.one_day
+            and self.narrow
+            and all(self.arrays.get("t_merge", ()))
+            and not any(self.arrays.get("t_prev_target", ()))
+        )
+
+    @property
+    def instances(self) -> list[int]:
+        return sorted(set(self.arrays.get("t_instance", ())))
+
+    def ended(self, today: date) -> bool:
+        """Some target's period has ended (its rows are, or become, complete)."""
+        return (
+            self.window is not None
+            and self.window.start < today
+            and any(
+                periods.period_end(self.period_type, start) < today
+                for start in self.arrays.get("t_start", ())
+            )
+        )
+
+    @property
+    def single_day(self) -> date | None:
+        """The day every daily target is, when they are all the same (the usual night)."""
+        if self.period_type is not PeriodType.daily or self.window is None:
+            return None
+        return self.window.start if self.window.start == self.window.end else None
+
 
 class AggregationRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -154,11 +191,15 @@ class AggregationRepository:
         raw = await connection.get_raw_connection()
         return raw.driver_connection
 
-    async def _merge(self, sql: str, values: dict[str, Any]) -> int:
-        # SQLAlchemy does not report a MERGE's row count; the driver returns its command tag.
+    async def _execute(self, sql: str, values: dict[str, Any]) -> str:
+        """Run on the driver: SQLAlchemy does not report a MERGE's row count, the driver
+        returns its command tag."""
         compiled = compile_statement(sql)
         status: str = await (await self._driver()).execute(compiled.sql, *compiled.args(values))
-        return _merged_rows(status)
+        return status
+
+    async def _merge(self, sql: str, values: dict[str, Any]) -> int:
+        return _merged_rows(await self._execute(sql, values))
 
     async def apply_settings(self, settings: dict[str, str]) -> dict[str, str]:
         """SET LOCAL ``settings``; returns the previous values for :meth:`restore_settings`."""
@@ -237,6 +278,9 @@ class AggregationRepository:
             },
         )
 
+    async def _update(self, sql: str, values: dict[str, Any]) -> int:
+        return _merged_rows(await self._execute(sql, values))
+
     async def _range_is_empty(
         self,
         table: str,
@@ -289,10 +333,11 @@ class AggregationRepository:
             *compiled.args({"ids": list(instance_ids), "watermark": watermark, "today": today}),
         )
         if not row[0]:
-            return Targets(count=0, window=None, arrays={})
+            return Targets(period_type, count=0, window=None, arrays={})
         arrays = dict(zip(statements.TARGET_ARRAYS, row[3:-3], strict=True))
         read_start, read_end, one_day = row[-3:]
         return Targets(
+            period_type,
             count=int(row[0]),
             window=DateWindow(row[1], row[2]),
             arrays=arrays,
@@ -309,6 +354,26 @@ class AggregationRepository:
         today: date,
         job_id: uuid.UUID | None,
     ) -> int:
+        if (day := targets.single_day) is not None:
+            # Every target is the same day (a night's new day): the window statement over that
+            # day copies its samples and hash-joins the previous day's, without the targets'
+            # general machinery (measured: 0.20-0.26 s against 0.46 s for 20,000 rows).
+            return await self.merge_database_window(
+                period_type,
+                targets.instances,
+                DateWindow(day - timedelta(days=1), day),
+                day,
+                today=today,
+                job_id=job_id,
+            )
+        values = self._target_values(instance_ids, targets) | {"today": today, "job_id": job_id}
+        if targets.appends:
+            written = await self._merge(statements.database_appends(period_type), values)
+            if targets.ended(today):
+                written += await self._update(
+                    statements.complete_ended("database_size_aggregations", period_type), values
+                )
+            return written
         return await self._merge(
             statements.database_targets(
                 period_type,
@@ -317,7 +382,7 @@ class AggregationRepository:
                     "database_size_aggregations", period_type, targets
                 ),
             ),
-            self._target_values(instance_ids, targets) | {"today": today, "job_id": job_id},
+            values,
         )
 
     async def merge_instance_targets(
@@ -330,6 +395,16 @@ class AggregationRepository:
         job_id: uuid.UUID | None,
         trend_threshold_percent: float,
     ) -> int:
+        if (day := targets.single_day) is not None:
+            return await self.merge_instance_window(
+                period_type,
+                targets.instances,
+                DateWindow(day - timedelta(days=1), day),
+                day,
+                today=today,
+                job_id=job_id,
+                trend_threshold_percent=trend_threshold_percent,
+            )
         return await self._merge(
             statements.instance_targets(
                 period_type,

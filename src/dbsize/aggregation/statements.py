@@ -825,3 +825,103 @@ def instance_targets(
         {prev_join}
     )"""
     return _instance_merge(cal, ctes, ordered=inserts, into_empty=into_empty)
+
+
+# ---------------------------------------------------------------------------------------------
+# A night's appends
+# ---------------------------------------------------------------------------------------------
+
+
+def database_appends(period_type: PeriodType) -> str:
+    """Database level when every target is merged and reads one day (``Targets.appends``: the
+    usual night's current week, month and quarter). Each sample is appended to its database's
+    stored row inside the ``MERGE``'s ``UPDATE``: the stored row is read once, as the target,
+    not also as a source to combine and then join back. A database new in the period (no
+    stored row) is inserted with its one sample. Parameters: the target arrays, ids,
+    write_start, write_end, read_start, read_end, today, job_id.
+
+    Sound for the reason merging is (decision 0001): the stored row holds every day before the
+    target's ``since``, so the sample's day is after its last one. Rows of a target that get no
+    sample keep their statistics (the previous period is not a target); only their
+    ``is_complete`` may flip, which :func:`complete_ended` does.
+    """
+    cal = _Calendar(period_type)
+    pt = period_type.value
+    # Sums are exact (see _db_merged): round(avg * n, 3) is the stored sum.
+    count = "(t.sample_count + 1)"
+    average = f"round((round(t.avg_size_mb * t.sample_count, 3) + s.size_mb) / {count}, 6)"
+    previous = "(t.avg_size_mb - t.size_change_mb)"
+    # A database new in the period (rare): its previous period's average, looked up.
+    before = f"""(SELECT q.avg_size_mb FROM database_size_aggregations AS q
+                  WHERE q.instance_id = s.instance_id AND q.period_type = '{pt}'
+                    AND q.period_start = {cal.shift("s.period_start", -1)}
+                    AND q.database_name = s.database_name)"""
+
+    def appended(stat: str, n: str) -> str:
+        return f"""CASE WHEN s.{stat} IS NULL THEN t.avg_{stat}
+                 ELSE round((coalesce(round(t.avg_{stat} * t.{n}, 3), 0) + s.{stat})
+                            / (t.{n} + 1), 6) END"""
+
+    return f"""
+    WITH {_targets(cal)},
+    src AS (
+        SELECT s.instance_id, s.database_name, t.period_start, t.period_end,
+               s.collected_date, s.size_mb, s.data_size_mb, s.log_size_mb
+        FROM {_target_samples("", narrow=True)}
+        WHERE t.read_from <= t.read_to
+    )
+    MERGE INTO database_size_aggregations AS t
+    USING src AS s
+    ON t.instance_id = s.instance_id AND t.database_name = s.database_name
+       AND t.period_type = '{pt}' AND t.period_start = s.period_start
+       {_TARGET_RANGE}
+    WHEN MATCHED THEN UPDATE SET
+        sample_count = {count},
+        avg_size_mb = {average},
+        max_size_mb = greatest(t.max_size_mb, s.size_mb),
+        min_size_mb = least(t.min_size_mb, s.size_mb),
+        last_size_mb = s.size_mb,
+        data_sample_count = t.data_sample_count + (s.data_size_mb IS NOT NULL)::int,
+        avg_data_size_mb = {appended("data_size_mb", "data_sample_count")},
+        max_data_size_mb = greatest(t.max_data_size_mb, s.data_size_mb),
+        min_data_size_mb = least(t.min_data_size_mb, s.data_size_mb),
+        log_sample_count = t.log_sample_count + (s.log_size_mb IS NOT NULL)::int,
+        avg_log_size_mb = {appended("log_size_mb", "log_sample_count")},
+        max_log_size_mb = greatest(t.max_log_size_mb, s.log_size_mb),
+        min_log_size_mb = least(t.min_log_size_mb, s.log_size_mb),
+        last_sample_date = s.collected_date,
+        size_change_mb = {average} - {previous},
+        size_change_percent = CASE WHEN {previous} <> 0
+            THEN round(({average} - {previous}) * 100 / {previous}, 4) END,
+        growth_mb_per_day = round((s.size_mb - t.first_size_mb)
+                                  / (s.collected_date - t.first_sample_date), 6),
+        is_complete = t.period_end < :today,
+        computed_at = now(), job_id = :job_id
+    WHEN NOT MATCHED THEN
+        INSERT (instance_id, database_name, period_type, {_DB_COLUMNS}, period_start,
+                computed_at, job_id)
+        VALUES (s.instance_id, s.database_name, '{pt}', s.period_end, 1, s.size_mb, s.size_mb,
+                s.size_mb, s.size_mb, s.size_mb, (s.data_size_mb IS NOT NULL)::int,
+                s.data_size_mb, s.data_size_mb, s.data_size_mb,
+                (s.log_size_mb IS NOT NULL)::int, s.log_size_mb, s.log_size_mb, s.log_size_mb,
+                s.collected_date, s.collected_date, s.size_mb - {before},
+                CASE WHEN {before} <> 0
+                     THEN round((s.size_mb - {before}) * 100 / {before}, 4) END,
+                NULL, s.period_end < :today, s.period_start, now(), :job_id)
+    """
+
+
+def complete_ended(table: str, period_type: PeriodType) -> str:
+    """Mark the rows of ended targets complete that :func:`database_appends` did not rewrite
+    (no sample that day): the only column of theirs that can change. Parameters: the target
+    arrays, ids, write_start, write_end, today, job_id."""
+    cal = _Calendar(period_type)
+    return f"""
+    WITH {_targets(cal)}
+    UPDATE {table} AS a
+    SET is_complete = true, computed_at = now(), job_id = :job_id
+    FROM targets AS t
+    WHERE a.instance_id = t.instance_id AND a.period_type = '{period_type.value}'
+      AND a.period_start = t.period_start AND t.period_end < :today AND NOT a.is_complete
+      AND a.instance_id = ANY(:ids) AND a.period_start BETWEEN :write_start AND :write_end
+    """
