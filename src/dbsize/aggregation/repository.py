@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -191,15 +191,12 @@ class AggregationRepository:
         raw = await connection.get_raw_connection()
         return raw.driver_connection
 
-    async def _execute(self, sql: str, values: dict[str, Any]) -> str:
-        """Run on the driver: SQLAlchemy does not report a MERGE's row count, the driver
-        returns its command tag."""
+    async def _merge(self, sql: str, values: dict[str, Any]) -> int:
+        """Rows written by a MERGE, INSERT or UPDATE. Run on the driver: SQLAlchemy does not
+        report a MERGE's row count, the driver returns its command tag."""
         compiled = compile_statement(sql)
         status: str = await (await self._driver()).execute(compiled.sql, *compiled.args(values))
-        return status
-
-    async def _merge(self, sql: str, values: dict[str, Any]) -> int:
-        return _merged_rows(await self._execute(sql, values))
+        return _merged_rows(status)
 
     async def apply_settings(self, settings: dict[str, str]) -> dict[str, str]:
         """SET LOCAL ``settings``; returns the previous values for :meth:`restore_settings`."""
@@ -277,9 +274,6 @@ class AggregationRepository:
                 "threshold": Decimal(str(trend_threshold_percent)),
             },
         )
-
-    async def _update(self, sql: str, values: dict[str, Any]) -> int:
-        return _merged_rows(await self._execute(sql, values))
 
     async def _range_is_empty(
         self,
@@ -368,12 +362,9 @@ class AggregationRepository:
             )
         values = self._target_values(instance_ids, targets) | {"today": today, "job_id": job_id}
         if targets.appends:
-            written = await self._merge(statements.database_appends(period_type), values)
-            if targets.ended(today):
-                written += await self._update(
-                    statements.complete_ended("database_size_aggregations", period_type), values
-                )
-            return written
+            return await self._append(
+                "database_size_aggregations", statements.database_appends, targets, values
+            )
         return await self._merge(
             statements.database_targets(
                 period_type,
@@ -405,6 +396,15 @@ class AggregationRepository:
                 job_id=job_id,
                 trend_threshold_percent=trend_threshold_percent,
             )
+        values = self._target_values(instance_ids, targets) | {
+            "today": today,
+            "job_id": job_id,
+            "threshold": Decimal(str(trend_threshold_percent)),
+        }
+        if targets.appends:
+            return await self._append(
+                "instance_size_aggregations", statements.instance_appends, targets, values
+            )
         return await self._merge(
             statements.instance_targets(
                 period_type,
@@ -413,13 +413,24 @@ class AggregationRepository:
                     "instance_size_aggregations", period_type, targets
                 ),
             ),
-            self._target_values(instance_ids, targets)
-            | {
-                "today": today,
-                "job_id": job_id,
-                "threshold": Decimal(str(trend_threshold_percent)),
-            },
+            values,
         )
+
+    async def _append(
+        self,
+        table: str,
+        statement: Callable[[PeriodType], str],
+        targets: Targets,
+        values: dict[str, Any],
+    ) -> int:
+        """``Targets.appends``: the day appended to the stored rows; then the rows of ended
+        periods that got no sample that day are marked complete, their only change."""
+        written = await self._merge(statement(targets.period_type), values)
+        if targets.ended(values["today"]):
+            written += await self._merge(
+                statements.complete_ended(table, targets.period_type), values
+            )
+        return written
 
     async def _targets_window_is_empty(
         self, table: str, period_type: PeriodType, targets: Targets

@@ -925,3 +925,55 @@ def complete_ended(table: str, period_type: PeriodType) -> str:
       AND a.period_start = t.period_start AND t.period_end < :today AND NOT a.is_complete
       AND a.instance_id = ANY(:ids) AND a.period_start BETWEEN :write_start AND :write_end
     """
+
+
+def instance_appends(period_type: PeriodType) -> str:
+    """Instance level for ``Targets.appends`` (see :func:`database_appends`): the day's total
+    of each instance's databases is appended to its stored row. A merged target has a stored
+    instance row (that is what makes it merged), and jobs hold their instances' locks, so
+    every source row matches. Parameters: the target arrays, ids, write_start, write_end,
+    read_start, read_end, today, threshold, job_id."""
+    cal = _Calendar(period_type)
+    pt = period_type.value
+    count = "(t.sample_count + 1)"
+    # Exact sums, as in instance_targets: round(avg * n, k) is the stored sum.
+    average = f"round((round(t.avg_size_mb * t.sample_count, 3) + s.total) / {count}, 6)"
+    previous = "(t.avg_size_mb - t.size_change_mb)"
+    percent = f"round(({average} - {previous}) * 100 / {previous}, 4)"
+    return f"""
+    WITH {_targets(cal)},
+    src AS (
+        SELECT t.instance_id, t.period_start, s.collected_date AS day,
+               sum(s.size_thousandths) * 0.001 AS total, count(*)::int AS dbs
+        FROM {_target_samples("", narrow=True)}
+        WHERE t.read_from <= t.read_to
+        GROUP BY 1, 2, 3
+    )
+    MERGE INTO instance_size_aggregations AS t
+    USING src AS s
+    ON t.instance_id = s.instance_id AND t.period_type = '{pt}'
+       AND t.period_start = s.period_start
+       {_TARGET_RANGE}
+    WHEN MATCHED THEN UPDATE SET
+        sample_count = {count},
+        avg_size_mb = {average},
+        max_size_mb = greatest(t.max_size_mb, s.total),
+        min_size_mb = least(t.min_size_mb, s.total),
+        avg_database_count = round(
+            (round(t.avg_database_count * t.sample_count)::bigint + s.dbs)::numeric / {count}, 6),
+        max_database_count = greatest(t.max_database_count, s.dbs),
+        min_database_count = least(t.min_database_count, s.dbs),
+        last_sample_date = s.day,
+        size_change_mb = {average} - {previous},
+        size_change_percent = CASE WHEN {previous} <> 0 THEN {percent} END,
+        trend = CASE WHEN {previous} IS NULL THEN 'stable'
+                     -- from nothing to something is growth, whatever the threshold
+                     WHEN {previous} = 0 THEN
+                         CASE WHEN {average} > 0 THEN 'growing' ELSE 'stable' END
+                     WHEN {percent} > :threshold THEN 'growing'
+                     WHEN {percent} < -(:threshold) THEN 'shrinking'
+                     ELSE 'stable'
+                END,
+        is_complete = t.period_end < :today,
+        computed_at = now(), job_id = :job_id
+    """
