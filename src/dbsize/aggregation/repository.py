@@ -118,6 +118,9 @@ class Targets:
     """First to last day that some target reads samples of; None when none reads any."""
     one_day: bool = False
     """Every target reads the samples of a single day."""
+    unstored: bool = False
+    """No target has stored rows (a night's new day, week, month or quarter): its rows are
+    INSERTed, without the MERGE's join with its target and per-row WHEN."""
 
     @property
     def narrow(self) -> bool:
@@ -230,10 +233,14 @@ class AggregationRepository:
         *,
         today: date,
         job_id: uuid.UUID | None,
+        into_empty: bool | None = None,
     ) -> int:
-        empty = await self._range_is_empty(
-            "database_size_aggregations", period_type, instance_ids, write_start, read.end
-        )
+        """``into_empty``: whether the write range is known to be empty; None looks."""
+        empty = into_empty
+        if empty is None:
+            empty = await self._range_is_empty(
+                "database_size_aggregations", period_type, instance_ids, write_start, read.end
+            )
         return await self._merge(
             statements.database_window(period_type, into_empty=empty),
             {
@@ -257,10 +264,14 @@ class AggregationRepository:
         today: date,
         job_id: uuid.UUID | None,
         trend_threshold_percent: float,
+        into_empty: bool | None = None,
     ) -> int:
-        empty = await self._range_is_empty(
-            "instance_size_aggregations", period_type, instance_ids, write_start, read.end
-        )
+        """``into_empty``: whether the write range is known to be empty; None looks."""
+        empty = into_empty
+        if empty is None:
+            empty = await self._range_is_empty(
+                "instance_size_aggregations", period_type, instance_ids, write_start, read.end
+            )
         return await self._merge(
             statements.instance_window(period_type, into_empty=empty),
             {
@@ -328,8 +339,8 @@ class AggregationRepository:
         )
         if not row[0]:
             return Targets(period_type, count=0, window=None, arrays={})
-        arrays = dict(zip(statements.TARGET_ARRAYS, row[3:-3], strict=True))
-        read_start, read_end, one_day = row[-3:]
+        arrays = dict(zip(statements.TARGET_ARRAYS, row[3:-4], strict=True))
+        read_start, read_end, one_day, unstored = row[-4:]
         return Targets(
             period_type,
             count=int(row[0]),
@@ -337,6 +348,7 @@ class AggregationRepository:
             arrays=arrays,
             read=DateWindow(read_start, read_end) if read_start is not None else None,
             one_day=bool(one_day),
+            unstored=bool(unstored),
         )
 
     async def merge_database_targets(
@@ -359,6 +371,7 @@ class AggregationRepository:
                 day,
                 today=today,
                 job_id=job_id,
+                into_empty=targets.unstored,
             )
         values = self._target_values(instance_ids, targets) | {"today": today, "job_id": job_id}
         if targets.appends:
@@ -369,9 +382,7 @@ class AggregationRepository:
             statements.database_targets(
                 period_type,
                 **targets.shape(database=True),
-                into_empty=await self._targets_window_is_empty(
-                    "database_size_aggregations", period_type, targets
-                ),
+                into_empty=targets.unstored,
             ),
             values,
         )
@@ -395,6 +406,7 @@ class AggregationRepository:
                 today=today,
                 job_id=job_id,
                 trend_threshold_percent=trend_threshold_percent,
+                into_empty=targets.unstored,
             )
         values = self._target_values(instance_ids, targets) | {
             "today": today,
@@ -409,9 +421,7 @@ class AggregationRepository:
             statements.instance_targets(
                 period_type,
                 **targets.shape(database=False),
-                into_empty=await self._targets_window_is_empty(
-                    "instance_size_aggregations", period_type, targets
-                ),
+                into_empty=targets.unstored,
             ),
             values,
         )
@@ -431,23 +441,6 @@ class AggregationRepository:
                 statements.complete_ended(table, targets.period_type), values
             )
         return written
-
-    async def _targets_window_is_empty(
-        self, table: str, period_type: PeriodType, targets: Targets
-    ) -> bool:
-        """No merged target and no row of the target instances in the targets' window (a
-        night's new day): the rows can be INSERTed, without the MERGE's join with its target
-        (~20 ms) and per-row WHEN. A window with any row, even of a period that is not a
-        target, keeps the MERGE."""
-        if targets.merges or targets.window is None:
-            return False
-        return await self._range_is_empty(
-            table,
-            period_type,
-            sorted(set(targets.arrays["t_instance"])),
-            targets.window.start,
-            targets.window.end,
-        )
 
     @staticmethod
     def _target_values(instance_ids: Sequence[int], targets: Targets) -> dict[str, Any]:

@@ -367,8 +367,10 @@ def incremental_targets(period_type: PeriodType) -> str:
     otherwise (no stored row, or a change on or before its last day) the whole period is read.
     A merged target reads up to ``read_to``, the last changed day: every sample after the
     stored row's last day came with a change, and one beyond ``read_to`` has a change above the
-    watermark, which the next run merges. The last column says whether every target reads a
-    single day (the usual night), so that its samples need no grouping.
+    watermark, which the next run merges. The last two columns say whether every target reads
+    a single day (the usual night), so that its samples need no grouping, and whether no target
+    has a stored instance row (then none has database rows either: both
+    levels of a period are written in one transaction), so that its rows can be INSERTed.
     ``prev_target``: the previous period is a target too, so its new average is the baseline.
     """
     cal = _Calendar(period_type)
@@ -405,7 +407,8 @@ def incremental_targets(period_type: PeriodType) -> str:
         WHERE a.period_type = '{pt}' AND NOT a.is_complete AND a.period_end < :today
           AND a.instance_id = ANY(:ids)
     ),
-    pending AS (
+    -- Materialized: stored_last is used three times below, each use an index probe.
+    pending AS MATERIALIZED (
         SELECT w.instance_id, w.period_start, min(w.since) AS since, max(w.until) AS until,
                -- a scalar subquery: one index probe per target, never a partition scan
                (SELECT a.last_sample_date FROM instance_size_aggregations AS a
@@ -421,7 +424,8 @@ def incremental_targets(period_type: PeriodType) -> str:
                CASE WHEN stored_last < since THEN until ELSE {cal.end("period_start")} END
                    AS read_to,
                coalesce(lag(period_start) OVER (PARTITION BY instance_id ORDER BY period_start)
-                        = {cal.shift("period_start", -1)}, false) AS prev_target
+                        = {cal.shift("period_start", -1)}, false) AS prev_target,
+               stored_last IS NULL AS unstored
         FROM pending
         -- A following period with no statistics yet has nothing to update (its samples, if
         -- any, came with a change of their own and make it a touched period).
@@ -433,7 +437,8 @@ def incremental_targets(period_type: PeriodType) -> str:
            array_agg(merge {ordered}), array_agg(prev_target {ordered}),
            min(read_from) FILTER (WHERE read_from <= read_to),
            max(read_to) FILTER (WHERE read_from <= read_to),
-           coalesce(bool_and(read_from = read_to) FILTER (WHERE read_from <= read_to), false)
+           coalesce(bool_and(read_from = read_to) FILTER (WHERE read_from <= read_to), false),
+           bool_and(unstored)
     FROM targets
     """
 

@@ -30,7 +30,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # Free space left on each page of the partitions whose rows are rewritten every night.
-_FILLFACTOR = {"daily": 100, "weekly": 50, "monthly": 50, "quarterly": 50}
+_FILLFACTOR = {"daily": 100, "weekly": 50, "monthly": 50, "quarterly": 50}  # 45 since 0006
 _PERIOD_TYPES = "'daily', 'weekly', 'monthly', 'quarterly'"
 
 
