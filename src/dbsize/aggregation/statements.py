@@ -12,6 +12,11 @@ only the rows whose values changed. Two sources feed the same ``MERGE``:
   before the earliest changed day is *merged*: its stored statistics are combined with the
   samples from that day on, so one new day does not re-read a whole quarter.
 
+The usual night has its own statements, chosen per call from the targets
+(``repository.Targets``): a single new day is written by the daily window statement, and when
+every target is merged and reads one day, that day is appended to the stored rows inside the
+``MERGE``'s ``UPDATE`` (:func:`database_appends`, :func:`instance_appends`).
+
 Why ``MERGE`` rather than ``INSERT … ON CONFLICT DO UPDATE … WHERE … IS DISTINCT FROM``:
 measured here, a speculative insertion costs twice a plain one, and ``ON CONFLICT`` locks (and
 so dirties and WAL-logs) every conflicting row even when its ``WHERE`` rejects the update, so a
