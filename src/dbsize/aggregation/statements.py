@@ -922,9 +922,11 @@ def database_appends(period_type: PeriodType) -> str:
 
 
 def complete_ended(table: str, period_type: PeriodType) -> str:
-    """Mark the rows of ended targets complete that :func:`database_appends` did not rewrite
-    (no sample that day): the only column of theirs that can change. Parameters: the target
-    arrays, ids, write_start, write_end, today, job_id."""
+    """After :func:`database_appends` or :func:`instance_appends` (``table``): mark complete
+    the rows of ended targets that got no sample that day, the only column of theirs that can
+    change (their previous period is not a target). Rows the append rewrote are complete
+    already and skipped. Parameters: the target arrays, ids, write_start, write_end, today,
+    job_id."""
     cal = _Calendar(period_type)
     return f"""
     WITH {_targets(cal)}
