@@ -903,8 +903,10 @@ def database_appends(period_type: PeriodType) -> str:
         size_change_mb = {average} - {previous},
         size_change_percent = CASE WHEN {previous} <> 0
             THEN round(({average} - {previous}) * 100 / {previous}, 4) END,
-        growth_mb_per_day = round((s.size_mb - t.first_size_mb)
-                                  / (s.collected_date - t.first_sample_date), 6),
+        -- the sample's day is after the stored last one; the guard is the general one's
+        growth_mb_per_day = CASE WHEN s.collected_date > t.first_sample_date
+            THEN round((s.size_mb - t.first_size_mb)
+                       / (s.collected_date - t.first_sample_date), 6) END,
         is_complete = t.period_end < :today,
         computed_at = now(), job_id = :job_id
     WHEN NOT MATCHED THEN
