@@ -374,8 +374,8 @@ def incremental_targets(period_type: PeriodType) -> str:
     stored row's last day came with a change, and one beyond ``read_to`` has a change above the
     watermark, which the next run merges. The last two columns say whether every target reads
     a single day (the usual night), so that its samples need no grouping, and whether no target
-    has a stored instance row (then none has database rows either: both
-    levels of a period are written in one transaction), so that its rows can be INSERTed.
+    has a stored instance row (then none has database rows either: both levels of a period are
+    written in one transaction), so that its rows can be INSERTed.
     ``prev_target``: the previous period is a target too, so its new average is the baseline.
     """
     cal = _Calendar(period_type)
@@ -412,7 +412,7 @@ def incremental_targets(period_type: PeriodType) -> str:
         WHERE a.period_type = '{pt}' AND NOT a.is_complete AND a.period_end < :today
           AND a.instance_id = ANY(:ids)
     ),
-    -- Materialized: stored_last is used three times below, each use an index probe.
+    -- Materialized: stored_last is used several times below, each use an index probe.
     pending AS MATERIALIZED (
         SELECT w.instance_id, w.period_start, min(w.since) AS since, max(w.until) AS until,
                -- a scalar subquery: one index probe per target, never a partition scan
