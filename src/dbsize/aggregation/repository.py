@@ -177,11 +177,13 @@ class Targets:
         )
 
     @property
-    def single_day(self) -> date | None:
-        """The day every daily target is, when they are all the same (the usual night)."""
+    def single_day_read(self) -> DateWindow | None:
+        """When every daily target is the same day (the usual night): the window statement's
+        read for it, that day and the one before (its change)."""
         if self.period_type is not PeriodType.daily or self.window is None:
             return None
-        return self.window.start if self.window.start == self.window.end else None
+        day = self.window.start
+        return DateWindow(day - timedelta(days=1), day) if day == self.window.end else None
 
 
 class AggregationRepository:
@@ -360,15 +362,15 @@ class AggregationRepository:
         today: date,
         job_id: uuid.UUID | None,
     ) -> int:
-        if (day := targets.single_day) is not None:
+        if (read := targets.single_day_read) is not None:
             # Every target is the same day (a night's new day): the window statement over that
             # day copies its samples and hash-joins the previous day's, without the targets'
             # general machinery (measured: 0.20-0.26 s against 0.46 s for 20,000 rows).
             return await self.merge_database_window(
                 period_type,
                 targets.instances,
-                DateWindow(day - timedelta(days=1), day),
-                day,
+                read,
+                read.end,
                 today=today,
                 job_id=job_id,
                 into_empty=targets.unstored,
@@ -397,12 +399,12 @@ class AggregationRepository:
         job_id: uuid.UUID | None,
         trend_threshold_percent: float,
     ) -> int:
-        if (day := targets.single_day) is not None:
+        if (read := targets.single_day_read) is not None:
             return await self.merge_instance_window(
                 period_type,
                 targets.instances,
-                DateWindow(day - timedelta(days=1), day),
-                day,
+                read,
+                read.end,
                 today=today,
                 job_id=job_id,
                 trend_threshold_percent=trend_threshold_percent,

@@ -79,6 +79,24 @@ class _Calendar:
         return f"({self.shift(start, 1)} - 1)"
 
 
+def _change_percent(new: str, previous: str) -> str:
+    """``size_change_percent``: NULL when the previous period has no samples or its average is
+    0 (never a division error, never a fake 0)."""
+    return f"CASE WHEN {previous} <> 0 THEN round(({new} - {previous}) * 100 / {previous}, 4) END"
+
+
+def _trend(previous: str, change: str, percent: str) -> str:
+    """``trend`` by the ``:threshold`` on the change percent; ``stable`` without a previous
+    period, and from nothing to something is growth, whatever the threshold."""
+    return f"""CASE WHEN {previous} IS NULL THEN 'stable'
+                    WHEN {previous} = 0 THEN
+                        CASE WHEN {change} > 0 THEN 'growing' ELSE 'stable' END
+                    WHEN {percent} > :threshold THEN 'growing'
+                    WHEN {percent} < -(:threshold) THEN 'shrinking'
+                    ELSE 'stable'
+               END"""
+
+
 # Implied by every source row (its instance is requested, its period lies in [write_start,
 # write_end]), so it never turns a match into a non-match; it lets the planner read only that
 # index range of the target instead of the whole partition.
@@ -260,9 +278,7 @@ def _db_merge(
                c.max_log AS max_log_size_mb, c.min_log AS min_log_size_mb,
                c.first_date AS first_sample_date, c.last_date AS last_sample_date,
                c.avg_size - c.prev_avg AS size_change_mb,
-               CASE WHEN c.prev_avg <> 0
-                    THEN round((c.avg_size - c.prev_avg) * 100 / c.prev_avg, 4) END
-                   AS size_change_percent,
+               {_change_percent("c.avg_size", "c.prev_avg")} AS size_change_percent,
                CASE WHEN c.last_date > c.first_date
                     THEN round((c.last_size - c.first_size) / (c.last_date - c.first_date), 6)
                END AS growth_mb_per_day,
@@ -302,9 +318,7 @@ def _db_daily_window(*, into_empty: bool) -> str:
                s.log_size_mb AS min_log_size_mb,
                s.collected_date AS first_sample_date, s.collected_date AS last_sample_date,
                s.size_mb - p.size_mb AS size_change_mb,
-               CASE WHEN p.size_mb <> 0
-                    THEN round((s.size_mb - p.size_mb) * 100 / p.size_mb, 4) END
-                   AS size_change_percent,
+               {_change_percent("s.size_mb", "p.size_mb")} AS size_change_percent,
                NULL::numeric AS growth_mb_per_day,
                s.collected_date < :today AS is_complete
         FROM size_samples AS s
@@ -693,8 +707,7 @@ def _instance_merge(
     WITH {source_ctes},
     changed AS (
         SELECT c.*, c.avg_size - c.prev_avg AS change,
-               CASE WHEN c.prev_avg <> 0
-                    THEN round((c.avg_size - c.prev_avg) * 100 / c.prev_avg, 4) END AS percent
+               {_change_percent("c.avg_size", "c.prev_avg")} AS percent
         FROM computed AS c
     ),
     src AS (
@@ -705,14 +718,7 @@ def _instance_merge(
                c.max_dbs AS max_database_count, c.min_dbs AS min_database_count,
                c.first_date AS first_sample_date, c.last_date AS last_sample_date,
                c.change AS size_change_mb, c.percent AS size_change_percent,
-               CASE WHEN c.prev_avg IS NULL THEN 'stable'
-                    -- from nothing to something is growth, whatever the threshold
-                    WHEN c.prev_avg = 0 THEN
-                        CASE WHEN c.change > 0 THEN 'growing' ELSE 'stable' END
-                    WHEN c.percent > :threshold THEN 'growing'
-                    WHEN c.percent < -(:threshold) THEN 'shrinking'
-                    ELSE 'stable'
-               END AS trend,
+               {_trend("c.prev_avg", "c.change", "c.percent")} AS trend,
                {cal.end("c.period_start")} < :today AS is_complete
         FROM changed AS c
         {order}
@@ -901,8 +907,7 @@ def database_appends(period_type: PeriodType) -> str:
         min_log_size_mb = least(t.min_log_size_mb, s.log_size_mb),
         last_sample_date = s.collected_date,
         size_change_mb = {average} - {previous},
-        size_change_percent = CASE WHEN {previous} <> 0
-            THEN round(({average} - {previous}) * 100 / {previous}, 4) END,
+        size_change_percent = {_change_percent(average, previous)},
         -- the sample's day is after the stored last one; the guard is the general one's
         growth_mb_per_day = CASE WHEN s.collected_date > t.first_sample_date
             THEN round((s.size_mb - t.first_size_mb)
@@ -917,8 +922,7 @@ def database_appends(period_type: PeriodType) -> str:
                 s.data_size_mb, s.data_size_mb, s.data_size_mb,
                 (s.log_size_mb IS NOT NULL)::int, s.log_size_mb, s.log_size_mb, s.log_size_mb,
                 s.collected_date, s.collected_date, s.size_mb - {before},
-                CASE WHEN {before} <> 0
-                     THEN round((s.size_mb - {before}) * 100 / {before}, 4) END,
+                {_change_percent("s.size_mb", before)},
                 NULL, s.period_end < :today, s.period_start, now(), :job_id)
     """
 
@@ -953,7 +957,8 @@ def instance_appends(period_type: PeriodType) -> str:
     # Exact sums, as in instance_targets: round(avg * n, k) is the stored sum.
     average = f"round((round(t.avg_size_mb * t.sample_count, 3) + s.total) / {count}, 6)"
     previous = "(t.avg_size_mb - t.size_change_mb)"
-    percent = f"round(({average} - {previous}) * 100 / {previous}, 4)"
+    change = f"{average} - {previous}"
+    percent = _change_percent(average, previous)
     return f"""
     WITH {_targets(cal)},
     src AS (
@@ -978,16 +983,9 @@ def instance_appends(period_type: PeriodType) -> str:
         max_database_count = greatest(t.max_database_count, s.dbs),
         min_database_count = least(t.min_database_count, s.dbs),
         last_sample_date = s.day,
-        size_change_mb = {average} - {previous},
-        size_change_percent = CASE WHEN {previous} <> 0 THEN {percent} END,
-        trend = CASE WHEN {previous} IS NULL THEN 'stable'
-                     -- from nothing to something is growth, whatever the threshold
-                     WHEN {previous} = 0 THEN
-                         CASE WHEN {average} > 0 THEN 'growing' ELSE 'stable' END
-                     WHEN {percent} > :threshold THEN 'growing'
-                     WHEN {percent} < -(:threshold) THEN 'shrinking'
-                     ELSE 'stable'
-                END,
+        size_change_mb = {change},
+        size_change_percent = {percent},
+        trend = {_trend(previous, change, percent)},
         is_complete = t.period_end < :today,
         computed_at = now(), job_id = :job_id
     """
