@@ -351,3 +351,36 @@ class TestNightByNight:
         await run_incremental(sessionmaker, [1], today=date(2025, 5, 8))
         await _matches_reference(sessionmaker, day_one + day_two + day_three, date(2025, 5, 8))
         assert await _pending_changes(sessionmaker) == 0
+
+    async def test_a_new_period_reads_only_its_changed_days(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """A target with nothing stored reads its changed days, not its whole period: a
+        sample of the same month whose change came after the snapshot is left to the next
+        run, which merges it. The first run takes the new period's one-day statement."""
+        june = [
+            Sample(1, "alpha", date(2025, 6, 30), Decimal(8)),
+            Sample(1, "beta", date(2025, 6, 30), Decimal(2)),
+        ]
+        first = [
+            Sample(1, "alpha", date(2025, 7, 1), Decimal(10)),
+            Sample(1, "gamma", date(2025, 7, 1), Decimal(3)),
+        ]
+        later = [Sample(1, "alpha", date(2025, 7, 2), Decimal(20))]
+        async with sessionmaker() as session, session.begin():
+            await create_instances(session, [1])
+        await _post(sessionmaker, june)
+        await run_incremental(sessionmaker, [1], today=date(2025, 7, 1))
+
+        await _post(sessionmaker, first)
+        async with sessionmaker() as session, session.begin():
+            scope = await prepare_incremental(session)
+        await _post(sessionmaker, later)  # after the snapshot
+        results = await run_scope(sessionmaker, scope, [1], date(2025, 7, 2))
+        async with sessionmaker() as session, session.begin():
+            await commit_incremental(session, scope, results)
+        await _matches_reference(sessionmaker, june + first, date(2025, 7, 2))
+
+        await run_incremental(sessionmaker, [1], today=date(2025, 7, 3))
+        await _matches_reference(sessionmaker, june + first + later, date(2025, 7, 3))
+        assert await _pending_changes(sessionmaker) == 0

@@ -177,6 +177,20 @@ class Targets:
         )
 
     @property
+    def opening_day(self) -> date | None:
+        """When every target is a week, month or quarter with nothing stored and its samples
+        are of one day, the same for all (a night's new period): that day. Each database's
+        row is then its one sample (``statements.database_opening``)."""
+        if (
+            self.period_type is PeriodType.daily
+            or not (self.unstored and self.one_day)
+            or self.read is None
+            or self.read.start != self.read.end
+        ):
+            return None
+        return self.read.start
+
+    @property
     def single_day_read(self) -> DateWindow | None:
         """When every daily target is the same day (the usual night): the window statement's
         read for it, that day and the one before (its change)."""
@@ -374,6 +388,19 @@ class AggregationRepository:
                 today=today,
                 job_id=job_id,
                 into_empty=targets.unstored,
+            )
+        if (day := targets.opening_day) is not None:
+            assert targets.window is not None
+            return await self._merge(
+                statements.database_opening(period_type),
+                {
+                    "ids": targets.instances,
+                    "read_start": day,
+                    "read_end": day,
+                    "write_start": targets.window.start,
+                    "today": today,
+                    "job_id": job_id,
+                },
             )
         values = self._target_values(instance_ids, targets) | {"today": today, "job_id": job_id}
         if targets.appends:

@@ -290,24 +290,16 @@ def _db_merge(
     """
 
 
-def _db_daily_window(*, into_empty: bool) -> str:
-    """Daily database rows over a window: each sample is its day's row, and its change is
-    against the previous day's sample, joined by hash. Measured on a month of the fleet
-    (620,000 samples): 1.3 s to compute the rows, against 3.2 s through the general statement,
-    whose window function sorts the samples by database and day and whose per-row arithmetic
-    (averages of one sample, a growth rate of one day) has nothing to do. That is 84 % of a
-    full recompute's rows."""
-    tail = _write_source(
-        "database_size_aggregations",
-        _DB_KEY,
-        PeriodType.daily.value,
-        _DB_COLUMNS,
-        into_empty=into_empty,
-    )
-    return f"""
-    WITH src AS (
-        SELECT s.instance_id, s.database_name, s.collected_date AS period_start,
-               s.collected_date AS period_end, 1 AS sample_count,
+def _db_single_samples(
+    cal: _Calendar, *, days: str, period_start: str, previous_join: str, previous_avg: str
+) -> str:
+    """CTE ``src`` when each sample of ``days`` (of ``:ids``) is its period's only sample, so
+    that it is its row: a day's, or a new period's (:func:`database_opening`). Its change is
+    against ``previous_avg``, from ``previous_join`` (alias ``p``)."""
+    period_end = cal.end(period_start)
+    return f"""src AS (
+        SELECT s.instance_id, s.database_name, {period_start} AS period_start,
+               {period_end} AS period_end, 1 AS sample_count,
                s.size_mb AS avg_size_mb, s.size_mb AS max_size_mb, s.size_mb AS min_size_mb,
                s.size_mb AS first_size_mb, s.size_mb AS last_size_mb,
                (s.data_size_mb IS NOT NULL)::int AS data_sample_count,
@@ -317,18 +309,81 @@ def _db_daily_window(*, into_empty: bool) -> str:
                s.log_size_mb AS avg_log_size_mb, s.log_size_mb AS max_log_size_mb,
                s.log_size_mb AS min_log_size_mb,
                s.collected_date AS first_sample_date, s.collected_date AS last_sample_date,
-               s.size_mb - p.size_mb AS size_change_mb,
-               {_change_percent("s.size_mb", "p.size_mb")} AS size_change_percent,
+               s.size_mb - {previous_avg} AS size_change_mb,
+               {_change_percent("s.size_mb", previous_avg)} AS size_change_percent,
                NULL::numeric AS growth_mb_per_day,
-               s.collected_date < :today AS is_complete
+               {period_end} < :today AS is_complete
         FROM size_samples AS s
-        LEFT JOIN size_samples AS p
+        {previous_join}
+        WHERE s.instance_id = ANY(:ids) AND s.collected_date BETWEEN {days}
+    )"""
+
+
+def _db_daily_window(*, into_empty: bool) -> str:
+    """Daily database rows over a window: each sample is its day's row, and its change is
+    against the previous day's sample, joined by hash. Measured on a month of the fleet
+    (620,000 samples): 1.3 s to compute the rows, against 3.2 s through the general statement,
+    whose window function sorts the samples by database and day and whose per-row arithmetic
+    (averages of one sample, a growth rate of one day) has nothing to do. That is 84 % of a
+    full recompute's rows."""
+    src = _db_single_samples(
+        _Calendar(PeriodType.daily),
+        days=":write_start AND :read_end",
+        period_start="s.collected_date",
+        previous_join="""LEFT JOIN size_samples AS p
                ON p.instance_id = s.instance_id AND p.database_name = s.database_name
               AND p.collected_date = s.collected_date - 1
               AND p.instance_id = ANY(:ids)
-              AND p.collected_date BETWEEN :read_start AND :read_end - 1
-        WHERE s.instance_id = ANY(:ids) AND s.collected_date BETWEEN :write_start AND :read_end
+              AND p.collected_date BETWEEN :read_start AND :read_end - 1""",
+        previous_avg="p.size_mb",
     )
+    tail = _write_source(
+        "database_size_aggregations",
+        _DB_KEY,
+        PeriodType.daily.value,
+        _DB_COLUMNS,
+        into_empty=into_empty,
+    )
+    return f"""
+    WITH {src}
+    {tail}
+    """
+
+
+def database_opening(period_type: PeriodType) -> str:
+    """Database level when every target is a week, month or quarter with nothing stored whose
+    only samples are of one day, the same for all (``Targets.opening_day``: a night's new
+    period). Each sample is its database's row, and its change is against the stored row of
+    the previous period, hash-joined: the same shape as a new day's statement, without the
+    general statement's targets, grouping and per-target lookups of the previous period
+    (measured: see decision 0004, fifth round). Parameters: ids, read_start, read_end (the
+    day), write_start (its period's start, the day's truncation), today, job_id. Only
+    ``INSERT``s: nothing of these periods is stored (both levels are written in one
+    transaction), and a row that exists after all fails the period instead of being
+    overwritten."""
+    if period_type is PeriodType.daily:
+        raise ValueError("a new day is written by the daily window statement")
+    cal = _Calendar(period_type)
+    src = _db_single_samples(
+        cal,
+        days=":read_start AND :read_end",
+        period_start=":write_start",
+        previous_join=f"""LEFT JOIN database_size_aggregations AS p
+               ON p.instance_id = s.instance_id AND p.database_name = s.database_name
+              AND p.period_type = '{period_type.value}'
+              AND p.period_start = {cal.shift(":write_start", -1)}
+              AND p.instance_id = ANY(:ids)""",
+        previous_avg="p.avg_size_mb",
+    )
+    tail = _write_source(
+        "database_size_aggregations",
+        _DB_KEY,
+        period_type.value,
+        _DB_COLUMNS,
+        into_empty=True,
+    )
+    return f"""
+    WITH {src}
     {tail}
     """
 
@@ -383,10 +438,12 @@ def incremental_targets(period_type: PeriodType) -> str:
     since it was written (still ``is_complete = false``). Those two have nothing new to read
     (``since`` = infinity). ``merge``: the stored instance row covers only days before
     ``since``, so the samples from ``since`` on are read and combined with the stored rows;
-    otherwise (no stored row, or a change on or before its last day) the whole period is read.
-    A merged target reads up to ``read_to``, the last changed day: every sample after the
-    stored row's last day came with a change, and one beyond ``read_to`` has a change above the
-    watermark, which the next run merges. The last two columns say whether every target reads
+    after a change on or before its last day the whole period is re-read. A merged target
+    reads up to ``read_to``, the last changed day: every sample after the stored row's last day
+    came with a change, and one beyond ``read_to`` has a change above the watermark, which the
+    next run merges. A target with no stored row reads the same ``since``..``until`` for the
+    same reason (nothing stored: every sample of the period came with a change), so a new
+    period's first night reads its one day. The last two columns say whether every target reads
     a single day (the usual night), so that its samples need no grouping, and whether no target
     has a stored instance row (then none has database rows either: both levels of a period are
     written in one transaction), so that its rows can be INSERTed.
@@ -439,9 +496,10 @@ def incremental_targets(period_type: PeriodType) -> str:
     targets AS (
         SELECT instance_id, period_start, {cal.end("period_start")} AS period_end,
                coalesce(stored_last < since, false) AS merge,
-               CASE WHEN stored_last < since THEN since ELSE period_start END AS read_from,
-               CASE WHEN stored_last < since THEN until ELSE {cal.end("period_start")} END
-                   AS read_to,
+               CASE WHEN stored_last IS NULL OR stored_last < since THEN since
+                    ELSE period_start END AS read_from,
+               CASE WHEN stored_last IS NULL OR stored_last < since THEN until
+                    ELSE {cal.end("period_start")} END AS read_to,
                coalesce(lag(period_start) OVER (PARTITION BY instance_id ORDER BY period_start)
                         = {cal.shift("period_start", -1)}, false) AS prev_target,
                stored_last IS NULL AS unstored
