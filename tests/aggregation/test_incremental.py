@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dbsize.aggregation.schemas import PeriodType
-from dbsize.aggregation.service import commit_incremental, prepare_incremental
+from dbsize.aggregation.service import aggregate_period, commit_incremental, prepare_incremental
 from tests.aggregation import reference
 from tests.aggregation.helpers import (
     create_instances,
@@ -200,6 +200,45 @@ class TestSelfRepair:
         assert await _pending_changes(sessionmaker) == 1  # monthly has not consumed it yet
 
         results = await run_incremental(sessionmaker, [1, 2], today=date(2025, 3, 1))
+        assert {r.period_type: r.database_rows for r in results} == {
+            PeriodType.daily: 0,
+            PeriodType.weekly: 0,
+            PeriodType.monthly: 1,
+            PeriodType.quarterly: 0,
+        }
+        await _matches_reference(sessionmaker, samples, date(2025, 3, 1))
+        assert await _pending_changes(sessionmaker) == 0
+
+    async def test_a_period_rolled_back_after_its_writes_stays_pending(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """A period's refresh state advances in its own transaction: when that transaction
+        rolls back after the period succeeded (a lease lost at the job's fence), its rows and
+        its progress go together, and the next run redoes that period type alone."""
+        samples = [Sample(1, "alpha", date(2025, 2, d), Decimal(10 * d)) for d in range(1, 11)]
+        async with sessionmaker() as session, session.begin():
+            await create_instances(session, [1])
+        await _post(sessionmaker, samples)
+        async with sessionmaker() as session, session.begin():
+            scope = await prepare_incremental(session)
+        results = []
+        for period_type in PeriodType:
+            async with sessionmaker() as session:
+                await session.begin()
+                result = await aggregate_period(
+                    session, period_type, scope, [1], job_id=None, today=date(2025, 3, 1)
+                )
+                assert result.succeeded
+                results.append(result)
+                if period_type is PeriodType.monthly:
+                    await session.rollback()
+                else:
+                    await session.commit()
+        async with sessionmaker() as session, session.begin():
+            await commit_incremental(session, scope, results)
+        assert await _pending_changes(sessionmaker) == 1  # monthly has not consumed it
+
+        results = await run_incremental(sessionmaker, [1], today=date(2025, 3, 1))
         assert {r.period_type: r.database_rows for r in results} == {
             PeriodType.daily: 0,
             PeriodType.weekly: 0,

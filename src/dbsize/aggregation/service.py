@@ -1,8 +1,9 @@
 """Aggregation rules: one period type over a scope, for a set of instances -> PeriodResult.
 
 The job system calls :func:`aggregate_period` once per period type (each in its own
-transaction), :func:`prepare_incremental` before the first one and :func:`commit_incremental`
-in its final transaction. Nothing here commits; the SQL lives in ``repository``/``statements``.
+transaction, which for the incremental scope also advances that type's refresh state),
+:func:`prepare_incremental` before the first one and :func:`commit_incremental` in its final
+transaction. Nothing here commits; the SQL lives in ``repository``/``statements``.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ async def aggregate_period(
     """Compute and write both levels of ``period_type`` over ``scope`` for ``instance_ids``.
 
     Runs inside a savepoint: a failure rolls back only this period's writes and leaves the
-    caller's transaction usable. Never commits. ``today`` (the caller's date in
+    caller's transaction usable. Never commits. For the incremental scope the same savepoint
+    advances this type's refresh state (decision 0001). ``today`` (the caller's date in
     ``DBSIZE_TIMEZONE``) decides ``is_complete``. Returns a failed result for an invalid scope
     and for any error of the data or the statements; raises only what
     :func:`is_transient_db_error` says the caller should retry.
@@ -171,6 +173,11 @@ async def aggregate_period(
                 trend_threshold_percent=trend_threshold_percent,
                 progress=progress,
             )
+            if scope.kind is ScopeKind.incremental:
+                assert scope.change_watermark is not None  # _validate
+                # With the rows it describes: this period type has aggregated every change up
+                # to the watermark, in the same commit (or rollback) as its rows.
+                await repo.advance_refresh_state(period_type, requested, scope.change_watermark)
             await repo.restore_settings(previous)
     except Exception as exc:
         if is_transient_db_error(exc):
@@ -382,23 +389,21 @@ async def prepare_incremental(session: AsyncSession) -> AggregationScope:
 async def commit_incremental(
     session: AsyncSession, scope: AggregationScope, results: Sequence[PeriodResult]
 ) -> None:
-    """Record what an incremental job aggregated; call it in the job's final transaction.
+    """Delete the sample changes that all four period types have aggregated; call it in the
+    job's final transaction.
 
-    For each period type that succeeded, every requested instance's changes up to the
-    watermark are done for that type. Changes done for all four types are deleted. A failed
-    period type advances nothing: its changes stay pending and the next run redoes them.
-    Periods that ended since the last refresh need no bookkeeping: the next run finds their
-    rows by ``is_complete = false``.
+    Each period type that succeeded advanced its refresh state in its own transaction, with
+    its rows (:func:`aggregate_period`); a failed one advanced nothing, so its changes stay
+    pending and the next run redoes them. Periods that ended since the last refresh need no
+    bookkeeping: the next run finds their rows by ``is_complete = false``.
     """
     if scope.kind is not ScopeKind.incremental or scope.change_watermark is None:
         raise ValueError("commit_incremental needs the scope from prepare_incremental")
-    repo = AggregationRepository(session)
-    advanced: set[int] = set()
-    for result in results:
-        if not result.succeeded:
-            continue
-        done = (*result.instance_ids, *result.instance_ids_without_samples)
-        await repo.advance_refresh_state(result.period_type, done, scope.change_watermark)
-        advanced.update(done)
+    advanced = {
+        instance_id
+        for result in results
+        if result.succeeded
+        for instance_id in (*result.instance_ids, *result.instance_ids_without_samples)
+    }
     if advanced:
-        await repo.delete_consumed_changes(advanced)
+        await AggregationRepository(session).delete_consumed_changes(advanced)
