@@ -64,6 +64,22 @@ async def _pending_changes(sessionmaker: async_sessionmaker[AsyncSession]) -> in
         return int(await session.scalar(text("SELECT count(*) FROM sample_changes")) or 0)
 
 
+async def _run_with_a_later_post(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    later: list[Sample],
+    instance_ids: list[int],
+    today: date,
+) -> None:
+    """One incremental run, as the job runs it, whose snapshot is taken before ``later`` is
+    posted (a sample that arrives while the job runs)."""
+    async with sessionmaker() as session, session.begin():
+        scope = await prepare_incremental(session)
+    await _post(sessionmaker, later)
+    results = await run_scope(sessionmaker, scope, instance_ids, today)
+    async with sessionmaker() as session, session.begin():
+        await commit_incremental(session, scope, results)
+
+
 def _merge(base: list[Sample], posted: list[Sample]) -> list[Sample]:
     """The samples table after upserting ``posted`` over ``base``."""
     rows = {(s.instance_id, s.database_name, s.day): s for s in base}
@@ -379,12 +395,7 @@ class TestNightByNight:
         await run_incremental(sessionmaker, [1], today=date(2025, 5, 6))
 
         await _post(sessionmaker, day_two)
-        async with sessionmaker() as session, session.begin():
-            scope = await prepare_incremental(session)
-        await _post(sessionmaker, day_three)  # after the snapshot
-        results = await run_scope(sessionmaker, scope, [1], date(2025, 5, 8))
-        async with sessionmaker() as session, session.begin():
-            await commit_incremental(session, scope, results)
+        await _run_with_a_later_post(sessionmaker, day_three, [1], date(2025, 5, 8))
         assert await _pending_changes(sessionmaker) == 1
 
         await run_incremental(sessionmaker, [1], today=date(2025, 5, 8))
@@ -412,12 +423,7 @@ class TestNightByNight:
         await run_incremental(sessionmaker, [1], today=date(2025, 7, 1))
 
         await _post(sessionmaker, first)
-        async with sessionmaker() as session, session.begin():
-            scope = await prepare_incremental(session)
-        await _post(sessionmaker, later)  # after the snapshot
-        results = await run_scope(sessionmaker, scope, [1], date(2025, 7, 2))
-        async with sessionmaker() as session, session.begin():
-            await commit_incremental(session, scope, results)
+        await _run_with_a_later_post(sessionmaker, later, [1], date(2025, 7, 2))
         await _matches_reference(sessionmaker, june + first, date(2025, 7, 2))
 
         await run_incremental(sessionmaker, [1], today=date(2025, 7, 3))

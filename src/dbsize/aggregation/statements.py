@@ -13,9 +13,11 @@ only the rows whose values changed. Two sources feed the same ``MERGE``:
   samples from that day on, so one new day does not re-read a whole quarter.
 
 The usual night has its own statements, chosen per call from the targets
-(``repository.Targets``): a single new day is written by the daily window statement, and when
-every target is merged and reads one day, that day is appended to the stored rows inside the
-``MERGE``'s ``UPDATE`` (:func:`database_appends`, :func:`instance_appends`).
+(``repository.Targets``): a single new day is written by the daily window statement, the first
+day of a new week, month or quarter by one ``INSERT`` of that day's samples
+(:func:`database_opening`), and when every target is merged and reads one day, that day is
+appended to the stored rows inside the ``MERGE``'s ``UPDATE`` (:func:`database_appends`,
+:func:`instance_appends`).
 
 Why ``MERGE`` rather than ``INSERT … ON CONFLICT DO UPDATE … WHERE … IS DISTINCT FROM``:
 measured here, a speculative insertion costs twice a plain one, and ``ON CONFLICT`` locks (and
