@@ -14,6 +14,10 @@ Builds the fleet of ``bench/aggregation.py`` (1,000 instances x 20 databases x 3
 2. on top of it, one more day, 2026-07-01 (the first of a month and a quarter: a new month's
    and quarter's rows), the same way.
 
+With ``--same-day`` each night runs on the day its samples are dated (a cron after a collector
+that dates its samples the day it collects them): the first night leaves that day, month and
+quarter open, and the second completes them beside its new day's, month's and quarter's rows.
+
 For each night it prints the wall-clock time, the machine's busy CPU-seconds over it (both
 cores, from ``/proc/stat``), the benchmark process's own CPU-seconds, and each period type's
 time; then the spread of each night over the copies. A single night is one sample of a VM
@@ -96,7 +100,7 @@ async def build_template(url: str, instances: int, databases: int, days: int) ->
         await engine.dispose()
 
 
-async def nights_on_copy(url: str, instances: int) -> list[Night]:
+async def nights_on_copy(url: str, instances: int, *, same_day: bool) -> list[Night]:
     engine = create_engine(url, pool_size=4)
     sessionmaker = create_sessionmaker(engine)
     conn = await asyncpg.connect(_dsn(url))
@@ -108,7 +112,8 @@ async def nights_on_copy(url: str, instances: int) -> list[Night]:
             await conn.execute("ANALYZE sample_changes")
             await conn.execute("CHECKPOINT")
             busy, own = machine_busy_seconds(), own_cpu_seconds()
-            run = await run_incremental(sessionmaker, str(day), ids, day + timedelta(days=1))
+            today = day if same_day else day + timedelta(days=1)
+            run = await run_incremental(sessionmaker, str(day), ids, today)
             nights.append(
                 Night(
                     day,
@@ -157,7 +162,7 @@ async def main_async(args: argparse.Namespace, template: str) -> None:
             await server.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
             print(f"copy {copy} made in {time.perf_counter() - began:.1f} s")
             try:
-                nights = await nights_on_copy(url, args.instances)
+                nights = await nights_on_copy(url, args.instances, same_day=args.same_day)
             finally:
                 await drop_database(url)
             for night in nights:
@@ -175,6 +180,9 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--databases", type=int, default=20)
     parser.add_argument("--days", type=int, default=365)
+    parser.add_argument(
+        "--same-day", action="store_true", help="run each night on its samples' own day"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the recomputed fleet")
     args = parser.parse_args()
     name = f"dbsize_bench_nights_{uuid.uuid4().hex[:8]}"

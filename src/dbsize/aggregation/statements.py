@@ -445,10 +445,11 @@ def incremental_targets(period_type: PeriodType) -> str:
     came with a change, and one beyond ``read_to`` has a change above the watermark, which the
     next run merges. A target with no stored row reads the same ``since``..``until`` for the
     same reason (nothing stored: every sample of the period came with a change), so a new
-    period's first night reads its one day. The last two columns say whether every target reads
-    a single day (the usual night), so that its samples need no grouping, and whether no target
-    has a stored instance row (then none has database rows either: both levels of a period are
-    written in one transaction), so that its rows can be INSERTed.
+    period's first night reads its one day. The last three columns say whether every target
+    reads a single day (the usual night), so that its samples need no grouping, whether no
+    target has a stored instance row (then none has database rows either: both levels of a
+    period are written in one transaction), so that its rows can be INSERTed, and the same of
+    the targets that read samples (the others may only become complete).
     ``prev_target``: the previous period is a target too, so its new average is the baseline.
     """
     cal = _Calendar(period_type)
@@ -517,7 +518,8 @@ def incremental_targets(period_type: PeriodType) -> str:
            min(read_from) FILTER (WHERE read_from <= read_to),
            max(read_to) FILTER (WHERE read_from <= read_to),
            coalesce(bool_and(read_from = read_to) FILTER (WHERE read_from <= read_to), false),
-           bool_and(unstored)
+           bool_and(unstored),
+           coalesce(bool_and(unstored) FILTER (WHERE read_from <= read_to), false)
     FROM targets
     """
 
