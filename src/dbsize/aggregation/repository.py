@@ -398,6 +398,9 @@ class AggregationRepository:
     ) -> int:
         table = "database_size_aggregations"
         values = self._target_values(instance_ids, targets) | {"today": today, "job_id": job_id}
+        if targets.read is None:
+            # Nothing to read (no new samples): every target is a period that has only ended.
+            return await self._complete_ended(table, targets, values)
         if (read := targets.single_day_read) is not None:
             # The day's samples (a night's new day): the window statement over that day copies
             # them and hash-joins the previous day's, without the targets' general machinery
@@ -452,6 +455,8 @@ class AggregationRepository:
             "job_id": job_id,
             "threshold": Decimal(str(trend_threshold_percent)),
         }
+        if targets.read is None:
+            return await self._complete_ended(table, targets, values)
         if (read := targets.single_day_read) is not None:
             written = await self.merge_instance_window(
                 period_type,
@@ -479,8 +484,9 @@ class AggregationRepository:
 
     async def _complete_ended(self, table: str, targets: Targets, values: dict[str, Any]) -> int:
         """After a one-day statement (new day, new period, appends), which writes only the
-        rows of the targets that read: mark complete the rows of ended targets that it did
-        not write, their only change (``Targets.single_day``, ``Targets.appends``)."""
+        rows of the targets that read, or alone when no target reads: mark complete the rows
+        of ended targets that it did not write, their only change (``Targets.single_day``,
+        ``Targets.appends``)."""
         if not targets.ended(values["today"]):
             return 0
         return await self._merge(statements.complete_ended(table, targets.period_type), values)
