@@ -17,7 +17,8 @@ The usual night has its own statements, chosen per call from the targets
 day of a new week, month or quarter by one ``INSERT`` of that day's samples
 (:func:`database_opening`), and when every target is merged and reads one day, that day is
 appended to the stored rows inside the ``MERGE``'s ``UPDATE`` (:func:`database_appends`,
-:func:`instance_appends`).
+:func:`instance_appends`). Targets that have only ended since they were written are then
+marked complete by :func:`complete_ended`, which alone does a night without new samples.
 
 Why ``MERGE`` rather than ``INSERT … ON CONFLICT DO UPDATE … WHERE … IS DISTINCT FROM``:
 measured here, a speculative insertion costs twice a plain one, and ``ON CONFLICT`` locks (and
@@ -990,11 +991,12 @@ def database_appends(period_type: PeriodType) -> str:
 
 
 def complete_ended(table: str, period_type: PeriodType) -> str:
-    """After :func:`database_appends` or :func:`instance_appends` (``table``): mark complete
-    the rows of ended targets that got no sample that day, the only column of theirs that can
-    change (their previous period is not a target). Rows the append rewrote are complete
-    already and skipped. Parameters: the target arrays, ids, write_start, write_end, today,
-    job_id."""
+    """After a one-day statement (:func:`database_appends`, :func:`database_opening`, the
+    daily window, and their instance-level pairs), or alone when no target reads: mark complete
+    the rows of ``table`` of ended targets that it did not write, the only column of theirs that
+    can change (``repository.Targets.single_day`` and ``appends`` say why). Rows the statement
+    wrote are complete already and skipped. Parameters: the target arrays, ids, write_start,
+    write_end, today, job_id."""
     cal = _Calendar(period_type)
     return f"""
     WITH {_targets(cal)}
