@@ -79,6 +79,9 @@ class _Calendar:
         }[self.period_type]
 
     def end(self, start: str) -> str:
+        if self.period_type is PeriodType.daily:
+            # A day ends where it starts; not (start + 1) - 1 for every one of a year's rows.
+            return f"({start})"
         return f"({self.shift(start, 1)} - 1)"
 
 
