@@ -18,7 +18,7 @@ month partition at a time, indexed after loading), then reports, in this order:
    same again (must write 0 rows);
 5. the as-of run for the last day;
 6. the nightly incremental run after one new day for every instance (the job's sequence:
-   prepare_incremental, aggregate_periods, commit_incremental), then again (nothing pending),
+   prepare_incremental, aggregate_periods, commit_changes), then again (nothing pending),
    then the next night (one more day);
 7. the worker's peak RSS after each phase.
 
@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dbsize import periods
 from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggregation
 from dbsize.aggregation.schemas import AggregationScope, PeriodResult, PeriodType, ScopeKind
-from dbsize.aggregation.service import aggregate_periods, commit_incremental, prepare_incremental
+from dbsize.aggregation.service import aggregate_periods, commit_changes, prepare_incremental
 from dbsize.config import Settings
 from dbsize.db import create_engine, create_sessionmaker
 from dbsize.migrate import create_and_upgrade, drop_database
@@ -221,7 +221,7 @@ async def run_incremental(
         scope = await prepare_incremental(session)
     run = await run_periods(sessionmaker, name, scope, ids, today)
     async with sessionmaker() as session, session.begin():
-        await commit_incremental(session, scope, run.results)
+        await commit_changes(session, scope, run.results)
     run.seconds = time.perf_counter() - began
     return run
 

@@ -10,7 +10,7 @@ Builds the fleet of ``bench/aggregation.py`` (1,000 instances x 20 databases x 3
 1. one new day for every database, 2026-06-30 (the last day of a month and of a quarter), a
    ``CHECKPOINT``, and the nightly incremental run the morning after, as the job runs it
    (``prepare_incremental``, ``aggregate_periods`` two period types at a time,
-   ``commit_incremental``);
+   ``commit_changes``);
 2. on top of it, one more day, 2026-07-01 (the first of a month and a quarter: a new month's
    and quarter's rows), the same way.
 

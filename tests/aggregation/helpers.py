@@ -11,7 +11,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dbsize.aggregation.schemas import AggregationScope, PeriodResult, PeriodType, ScopeKind
-from dbsize.aggregation.service import aggregate_period, commit_incremental, prepare_incremental
+from dbsize.aggregation.service import (
+    aggregate_period,
+    commit_changes,
+    prepare_incremental,
+    snapshot_changes,
+)
 from tests.aggregation.reference import Row, Sample
 
 DATABASE_COLUMNS = (
@@ -43,7 +48,7 @@ async def reset(session: AsyncSession) -> None:
     await session.execute(
         text(
             "TRUNCATE size_samples, sample_changes, database_size_aggregations, "
-            "instance_size_aggregations, aggregation_refresh_state"
+            "instance_size_aggregations, aggregation_refresh_state, aggregation_coverage"
         )
     )
 
@@ -168,7 +173,33 @@ async def run_incremental(
         sessionmaker, scope, instance_ids, today, job_id=job_id, period_types=period_types
     )
     async with sessionmaker() as session, session.begin():
-        await commit_incremental(session, scope, results)
+        await commit_changes(session, scope, results)
+    return results
+
+
+async def run_window_job(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    scope: AggregationScope,
+    instance_ids: Sequence[int],
+    today: date,
+    *,
+    job_id: uuid.UUID | None = None,
+    period_types: Sequence[PeriodType] = tuple(PeriodType),
+    while_running: Sequence[Sample] = (),
+) -> list[PeriodResult]:
+    """A range or as-of scope as the job runs it: snapshot, each period in its own
+    transaction, then the final commit, which deletes the changes it consumed.
+    ``while_running``: samples posted after the snapshot, before the first period."""
+    async with sessionmaker() as session, session.begin():
+        scope = await snapshot_changes(session, scope)
+    if while_running:
+        async with sessionmaker() as session, session.begin():
+            await write_samples(session, while_running)
+    results = await run_scope(
+        sessionmaker, scope, instance_ids, today, job_id=job_id, period_types=period_types
+    )
+    async with sessionmaker() as session, session.begin():
+        await commit_changes(session, scope, results)
     return results
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dbsize.aggregation.schemas import PeriodType
-from dbsize.aggregation.service import aggregate_period, commit_incremental, prepare_incremental
+from dbsize.aggregation.service import aggregate_period, commit_changes, prepare_incremental
 from tests.aggregation import reference
 from tests.aggregation.helpers import (
     create_instances,
@@ -78,7 +78,7 @@ async def _run_with_a_later_post(
     await _post(sessionmaker, later)
     results = await run_scope(sessionmaker, scope, instance_ids, today)
     async with sessionmaker() as session, session.begin():
-        await commit_incremental(session, scope, results)
+        await commit_changes(session, scope, results)
 
 
 async def _only_monthly_is_redone(
@@ -260,7 +260,7 @@ class TestSelfRepair:
                 else:
                     await session.commit()
         async with sessionmaker() as session, session.begin():
-            await commit_incremental(session, scope, results)
+            await commit_changes(session, scope, results)
         assert await _pending_changes(sessionmaker) == 1  # monthly has not consumed it
 
         await _only_monthly_is_redone(sessionmaker, samples, [1])

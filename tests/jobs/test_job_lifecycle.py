@@ -116,6 +116,38 @@ class TestHappyPath:
         assert job["total_instances"] == len(ids)
         assert job["succeeded_instances"] + job["failed_instances"] <= len(ids)
 
+    async def test_a_range_job_consumes_the_changes_it_covers(
+        self, client: AsyncClient, engine: AsyncEngine, worker: Worker
+    ) -> None:
+        """History posted through the API leaves changes; a range job over it consumes them,
+        so the next night has nothing of the history to redo (decision 0001)."""
+        instance = await create_instance(client, "backfilled")
+        start = TODAY - timedelta(days=40)
+        for first in (0, 20):  # two requests: two changes
+            samples = [
+                {
+                    "instance_name": "backfilled",
+                    "database_name": "app",
+                    "collected_date": (start + timedelta(days=d)).isoformat(),
+                    "size_mb": 100 + d,
+                }
+                for d in range(first, first + 20)
+            ]
+            response = await client.post("/v1/size-samples", json={"samples": samples})
+            assert response.status_code < 300, response.text
+        pending = text("SELECT count(*) FROM sample_changes WHERE instance_id = :id")
+        async with engine.connect() as conn:
+            assert await conn.scalar(pending, {"id": instance["id"]}) == 2
+        body = {
+            "start": start.isoformat(),
+            "end": (start + timedelta(days=39)).isoformat(),
+            "instance_ids": [instance["id"]],
+        }
+        job = await wait_for_job(client, (await submit(client, body))["id"])
+        assert job["status"] == "succeeded"
+        async with engine.connect() as conn:
+            assert await conn.scalar(pending, {"id": instance["id"]}) == 0
+
 
 class TestPeriodFailure:
     async def test_one_failing_period_makes_partial_and_names_it_on_every_record(

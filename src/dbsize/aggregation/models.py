@@ -82,3 +82,21 @@ class AggregationRefreshState(Base):
     period_type: Mapped[str] = mapped_column(String(10), primary_key=True)
     change_watermark: Mapped[int] = mapped_column(BigInteger, nullable=False)
     refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class AggregationCoverage(Base):
+    """A range or as-of job recomputed every period of ``period_type`` within
+    ``first_date``..``last_date`` for this instance, from a snapshot holding every change up to
+    ``change_watermark``: such a change within those dates is aggregated for this type
+    (decision 0001, "The other scopes")."""
+
+    __tablename__ = "aggregation_coverage"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    period_type: Mapped[str] = mapped_column(String(10), nullable=False)
+    first_date: Mapped[date] = mapped_column(Date, nullable=False)
+    last_date: Mapped[date] = mapped_column(Date, nullable=False)
+    change_watermark: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -547,22 +547,87 @@ class AggregationRepository:
             {"pt": period_type.value, "watermark": watermark, "ids": sorted(set(instance_ids))},
         )
 
-    async def delete_consumed_changes(self, instance_ids: Iterable[int]) -> int:
-        """Delete the changes every period type has aggregated (below all four watermarks)."""
-        result = await self.session.execute(
+    async def record_coverage(
+        self,
+        period_type: PeriodType,
+        instance_ids: Iterable[int],
+        window: DateWindow,
+        watermark: int,
+        job_id: uuid.UUID | None,
+    ) -> None:
+        """Record that a window scope recomputed every period of this type in ``window`` (and
+        the one after it) for these instances, from a snapshot holding every change up to
+        ``watermark``: the changes within the window are aggregated for this type. Only for
+        instances with such a change pending (a coverage row with nothing to consume would only
+        wait to be deleted)."""
+        await self.session.execute(
             text(
                 """
-                DELETE FROM sample_changes AS c
-                USING (
-                    SELECT instance_id, min(change_watermark) AS watermark
-                    FROM aggregation_refresh_state
-                    WHERE instance_id = ANY(CAST(:ids AS integer[]))
-                    GROUP BY instance_id
-                    HAVING count(*) = :types
-                ) AS r
-                WHERE c.instance_id = r.instance_id AND c.id <= r.watermark
+                INSERT INTO aggregation_coverage
+                    (instance_id, period_type, first_date, last_date, change_watermark, job_id)
+                SELECT i, :pt, :start, :end, :watermark, :job_id
+                FROM unnest(CAST(:ids AS integer[])) AS i
+                WHERE EXISTS (
+                    SELECT FROM sample_changes AS c
+                    WHERE c.instance_id = i AND c.id <= :watermark
+                      AND c.first_date >= :start AND c.last_date <= :end
+                )
                 """
             ),
-            {"ids": sorted(set(instance_ids)), "types": len(PeriodType)},
+            {
+                "pt": period_type.value,
+                "start": window.start,
+                "end": window.end,
+                "watermark": watermark,
+                "job_id": job_id,
+                "ids": sorted(set(instance_ids)),
+            },
+        )
+
+    async def delete_consumed_changes(self, instance_ids: Iterable[int]) -> int:
+        """Delete the changes every period type has aggregated: for each type, the change is
+        below its refresh watermark or within a window job's coverage. Then the coverage rows
+        that no change below their watermark is left for."""
+        aggregated = " AND ".join(
+            f"""(c.id <= r.{t.value} OR EXISTS (
+                    SELECT FROM aggregation_coverage AS v
+                    WHERE v.instance_id = c.instance_id AND v.period_type = '{t.value}'
+                      AND c.id <= v.change_watermark
+                      AND c.first_date >= v.first_date AND c.last_date <= v.last_date))"""
+            for t in PeriodType
+        )
+        watermarks = ", ".join(
+            f"coalesce(max(s.change_watermark) FILTER (WHERE s.period_type = '{t.value}'), 0) "
+            f"AS {t.value}"
+            for t in PeriodType
+        )
+        ids = {"ids": sorted(set(instance_ids))}
+        result = await self.session.execute(
+            text(
+                f"""
+                DELETE FROM sample_changes AS c
+                USING (
+                    SELECT i AS instance_id, {watermarks}
+                    FROM unnest(CAST(:ids AS integer[])) AS i
+                    LEFT JOIN aggregation_refresh_state AS s ON s.instance_id = i
+                    GROUP BY i
+                ) AS r
+                WHERE c.instance_id = r.instance_id AND {aggregated}
+                """
+            ),
+            ids,
+        )
+        await self.session.execute(
+            text(
+                """
+                DELETE FROM aggregation_coverage AS v
+                WHERE v.instance_id = ANY(CAST(:ids AS integer[]))
+                  AND NOT EXISTS (
+                      SELECT FROM sample_changes AS c
+                      WHERE c.instance_id = v.instance_id AND c.id <= v.change_watermark
+                  )
+                """
+            ),
+            ids,
         )
         return int(getattr(result, "rowcount", 0) or 0)

@@ -59,6 +59,9 @@ class AggregationScope:
       ``id <= change_watermark``, plus periods that ended since the last refresh.
       Build it with ``aggregation.service.prepare_incremental`` so every period of one job sees
       the same snapshot of changes.
+
+    ``change_watermark`` on a range or as-of scope (``aggregation.service.snapshot_changes``):
+    the snapshot of changes the job consumes where it covers them; None consumes nothing.
     """
 
     kind: ScopeKind

@@ -2,7 +2,7 @@
 
 The job system calls :func:`aggregate_period` once per period type (each in its own
 transaction, which for the incremental scope also advances that type's refresh state),
-:func:`prepare_incremental` before the first one and :func:`commit_incremental` in its final
+:func:`snapshot_changes` before the first one and :func:`commit_changes` in its final
 transaction. Nothing here commits; the SQL lives in ``repository``/``statements``.
 """
 
@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
 import asyncpg
@@ -178,6 +178,13 @@ async def aggregate_period(
                 # With the rows it describes: this period type has aggregated every change up
                 # to the watermark, in the same commit (or rollback) as its rows.
                 await repo.advance_refresh_state(period_type, requested, scope.change_watermark)
+            elif scope.change_watermark is not None and written.window is not None:
+                # The same rule for a window scope: every period of the window (and the one
+                # after it) was recomputed from samples that include every change up to the
+                # snapshot, so the changes within the window are aggregated for this type.
+                await repo.record_coverage(
+                    period_type, requested, written.window, scope.change_watermark, job_id
+                )
             await repo.restore_settings(previous)
     except Exception as exc:
         if is_transient_db_error(exc):
@@ -379,26 +386,36 @@ async def _write_incremental(
     return _Written(database_rows, instance_rows, targets.window, frozenset(covered))
 
 
-async def prepare_incremental(session: AsyncSession) -> AggregationScope:
-    """Snapshot the sample changes one incremental job will aggregate: every change with an
-    id up to the returned watermark, in every period call of the job."""
+async def snapshot_changes(session: AsyncSession, scope: AggregationScope) -> AggregationScope:
+    """``scope`` with the snapshot of the sample changes one job aggregates: every change with
+    an id up to the returned scope's ``change_watermark``, in every period call of the job.
+
+    For an incremental scope these are the changes it reads; for a range or as-of scope, the
+    changes it consumes where it covers them (every one committed before the snapshot, so
+    every statement of the job reads its samples)."""
     watermark = await AggregationRepository(session).settled_change_watermark()
-    return AggregationScope(kind=ScopeKind.incremental, change_watermark=watermark)
+    return replace(scope, change_watermark=watermark)
 
 
-async def commit_incremental(
+async def prepare_incremental(session: AsyncSession) -> AggregationScope:
+    """The incremental scope of one job, with its snapshot (:func:`snapshot_changes`)."""
+    return await snapshot_changes(session, AggregationScope(kind=ScopeKind.incremental))
+
+
+async def commit_changes(
     session: AsyncSession, scope: AggregationScope, results: Sequence[PeriodResult]
 ) -> None:
     """Delete the sample changes that all four period types have aggregated; call it in the
-    job's final transaction.
+    job's final transaction, with the scope from :func:`snapshot_changes`.
 
-    Each period type that succeeded advanced its refresh state in its own transaction, with
-    its rows (:func:`aggregate_period`); a failed one advanced nothing, so its changes stay
-    pending and the next run redoes them. Periods that ended since the last refresh need no
-    bookkeeping: the next run finds their rows by ``is_complete = false``.
+    Each period type that succeeded advanced its refresh state (incremental) or recorded what
+    it covered (range, as-of) in its own transaction, with its rows (:func:`aggregate_period`);
+    a failed one recorded nothing, so its changes stay pending and the next run redoes them.
+    Periods that ended since the last refresh need no bookkeeping: the next run finds their
+    rows by ``is_complete = false``.
     """
-    if scope.kind is not ScopeKind.incremental or scope.change_watermark is None:
-        raise ValueError("commit_incremental needs the scope from prepare_incremental")
+    if scope.change_watermark is None:
+        raise ValueError("commit_changes needs the scope from snapshot_changes")
     advanced = {
         instance_id
         for result in results

@@ -467,6 +467,13 @@ def incremental_targets(period_type: PeriodType) -> str:
                ON r.instance_id = c.instance_id AND r.period_type = '{pt}'
         WHERE c.id <= :watermark AND c.instance_id = ANY(:ids)
           AND c.id > coalesce(r.change_watermark, 0)
+          -- not aggregated for this type by a range or as-of job that covered it
+          AND NOT EXISTS (
+              SELECT FROM aggregation_coverage AS v
+              WHERE v.instance_id = c.instance_id AND v.period_type = '{pt}'
+                AND c.id <= v.change_watermark
+                AND c.first_date >= v.first_date AND c.last_date <= v.last_date
+          )
     ),
     touched AS (
         SELECT c.instance_id, g.start::date AS period_start,

@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from dbsize.aggregation.schemas import AggregationScope, PeriodResult, PeriodType, ScopeKind
 from dbsize.aggregation.service import (
     aggregate_periods,
-    commit_incremental,
+    commit_changes,
     is_transient_db_error,
-    prepare_incremental,
+    snapshot_changes,
 )
 from dbsize.config import Settings
 from dbsize.db import session_scope
@@ -222,17 +222,21 @@ class JobRunner:
         return JobOutcome(job.id, outcome)
 
     async def _scope(self, request: dict[str, Any]) -> AggregationScope:
+        """The job's scope with its snapshot of sample changes: those an incremental job
+        aggregates, and those a range or as-of job consumes where it covers them."""
         kind = ScopeKind(request["scope"])
         if kind is ScopeKind.incremental:
-            async with session_scope(self.sessionmaker) as session:
-                return await prepare_incremental(session)
-        if kind is ScopeKind.range:
-            return AggregationScope(
+            scope = AggregationScope(kind=kind)
+        elif kind is ScopeKind.range:
+            scope = AggregationScope(
                 kind=kind,
                 start=date.fromisoformat(request["start"]),
                 end=date.fromisoformat(request["end"]),
             )
-        return AggregationScope(kind=kind, as_of=date.fromisoformat(request["as_of"]))
+        else:
+            scope = AggregationScope(kind=kind, as_of=date.fromisoformat(request["as_of"]))
+        async with session_scope(self.sessionmaker) as session:
+            return await snapshot_changes(session, scope)
 
     async def _finalise(
         self,
@@ -254,8 +258,7 @@ class JobRunner:
                 )
             else:
                 await repo.settle_records_from_results(job.id)
-                if scope.kind is ScopeKind.incremental:
-                    await commit_incremental(session, scope, results)
+                await commit_changes(session, scope, results)
             problem = _period_problem(results, status)
             counters = await repo.finish(job.id, status, token=token, error=problem)
             if counters is None:
