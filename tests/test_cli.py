@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -10,16 +11,23 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import psutil
 import pytest
 import redis
+import typer
+import typer.core
+import typer.main
 import yaml
 from arq.connections import create_pool
+from sqlalchemy.engine import make_url
 
+from dbsize import cli, cli_common
 from dbsize.config import Settings
 from dbsize.connectivity import check_postgres, check_redis
 from dbsize.embedded import EmbeddedError, EmbeddedServers, should_embed
@@ -46,8 +54,8 @@ def run_dbsize(
     )
 
 
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 1, result.stderr
+def one_error_line(result: subprocess.CompletedProcess[str], status: int = 1) -> str:
+    assert result.returncode == status, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("dbsize: ")
@@ -101,6 +109,151 @@ class TestInvalidSettings:
     def test_non_numeric_value_names_the_variable(self) -> None:
         line = one_error_line(run_dbsize("migrate", env={"DBSIZE_JOB_LEASE_SECONDS": "soon"}))
         assert "DBSIZE_JOB_LEASE_SECONDS='soon'" in line
+
+
+def _database_exists(name: str) -> bool:
+    async def query() -> bool:
+        conn = await asyncpg.connect(
+            make_url(SERVER_URL).set(drivername="postgresql").render_as_string(False)
+        )
+        try:
+            return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+        finally:
+            await conn.close()
+
+    return asyncio.run(query())
+
+
+@pytest.fixture
+def unused_database_url() -> Iterator[tuple[str, str]]:
+    """A URL on the real server naming a database that does not exist (and must not appear)."""
+    name = f"dbsize_cli_{uuid.uuid4().hex[:10]}"
+    yield make_url(SERVER_URL).set(database=name).render_as_string(False), name
+    assert not _database_exists(name), f"the command created database {name}"
+
+
+class TestUsageErrors:
+    """A wrong command line: one line naming the problem, exit status 2, nothing created."""
+
+    @pytest.mark.parametrize(
+        ("args", "expected"),
+        [
+            (
+                ["serve", "--port", "70000"],
+                "dbsize: usage: Invalid value for '--port': Input should be less than or equal "
+                "to 65535; see dbsize serve --help",
+            ),
+            (
+                ["up", "--port", "0"],
+                "dbsize: usage: Invalid value for '--port': Input should be greater than or "
+                "equal to 1; see dbsize up --help",
+            ),
+            (
+                ["demo", "--instances", "-1"],
+                "dbsize: usage: Invalid value for '--instances': Input should be greater than or "
+                "equal to 1; see dbsize demo --help",
+            ),
+            (
+                ["demo", "--days", "0"],
+                "dbsize: usage: Invalid value for '--days': Input should be greater than or "
+                "equal to 1; see dbsize demo --help",
+            ),
+            (
+                ["aggregate", "--as-of", "yesterday"],
+                "dbsize: usage: Invalid value for '--as-of': 'yesterday' is not a date "
+                "(YYYY-MM-DD); see dbsize aggregate --help",
+            ),
+            (
+                ["aggregate", "--instance-ids", "1,x"],
+                "dbsize: usage: Invalid value for '--instance-ids': instance ids are integers; "
+                "see dbsize aggregate --help",
+            ),
+            (["frobnicate"], "dbsize: usage: No such command 'frobnicate'; see dbsize --help"),
+            (
+                ["migrate", "now"],
+                "dbsize: usage: Got unexpected extra argument(s) (now); see dbsize migrate --help",
+            ),
+        ],
+    )
+    def test_bad_argument_is_one_line_exit_two_and_creates_nothing(
+        self, args: list[str], expected: str, unused_database_url: tuple[str, str]
+    ) -> None:
+        url, _ = unused_database_url
+        result = run_dbsize(*args, env={"DBSIZE_DATABASE_URL": url})
+        assert one_error_line(result, status=2) == expected
+        assert result.stdout == ""
+
+    def test_no_command_prints_the_help_and_exits_two(self) -> None:
+        result = run_dbsize()
+        assert result.returncode == 2
+        assert "aggregate" in result.stdout
+        assert result.stderr == ""
+
+    def test_invalid_job_request_is_refused_before_any_server_is_asked(self) -> None:
+        result = run_dbsize(
+            "aggregate",
+            "--start",
+            "2026-02-01",
+            "--end",
+            "2026-01-01",
+            env={"DBSIZE_DATABASE_URL": CLOSED_POSTGRES},
+        )
+        line = one_error_line(result)
+        assert line == "dbsize: invalid job request: start must not be after end"
+
+    def test_unknown_period_names_the_valid_ones(self) -> None:
+        result = run_dbsize("aggregate", "--periods", "daily,hourly")
+        assert one_error_line(result) == (
+            "dbsize: invalid job request: unknown period 'hourly'; "
+            "use daily, monthly, quarterly, weekly"
+        )
+
+
+class TestCommandShape:
+    def test_every_option_of_every_command_has_a_help_line(self) -> None:
+        group = typer.main.get_command(cli.app)
+        assert isinstance(group, typer.core.TyperGroup)
+        missing = [
+            f"{name} {param.name}"
+            for name, command in group.commands.items()
+            for param in command.params
+            if isinstance(param, typer.core.TyperOption) and not param.help
+        ]
+        assert missing == []
+        assert sorted(group.commands) == sorted(
+            ["aggregate", "demo", "migrate", "openapi", "serve", "up", "worker"]
+        )
+
+    def test_an_unexpected_error_is_one_line_exit_one(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        broken = typer.Typer()
+
+        @broken.command()
+        def explode() -> None:
+            raise RuntimeError("first line\nsecond line")
+
+        @broken.command()
+        def other() -> None:  # two commands, so the group dispatches by name
+            raise cli_common.CliError("not reached")
+
+        assert cli.run(broken, ["explode"]) == 1
+        err = capsys.readouterr().err
+        assert err == "dbsize: unexpected error: RuntimeError: first line second line\n"
+
+    def test_ctrl_c_exits_130_quietly(self, capsys: pytest.CaptureFixture[str]) -> None:
+        broken = typer.Typer()
+
+        @broken.command()
+        def interrupted() -> None:
+            raise KeyboardInterrupt
+
+        @broken.command()
+        def other() -> None:
+            raise cli_common.CliError("not reached")
+
+        assert cli.run(broken, ["interrupted"]) == 130
+        assert "Traceback" not in capsys.readouterr().err
 
 
 class TestOpenapiCommand:

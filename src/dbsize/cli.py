@@ -1,8 +1,31 @@
-"""The ``dbsize`` command. Every failure ends in one readable line on stderr and exit code 1."""
+"""The ``dbsize`` command (typer; rich for progress bars and tables).
+
+Conventions every command follows (docs/operations.md, "Errors"):
+
+- A failure is one line on stderr, ``dbsize: <what went wrong>``, and exit status 1: raise
+  ``CliError`` (``dbsize.cli_common``). Never a traceback: ``main`` turns any other exception into
+  one line too.
+- A wrong command line (unknown option, a value out of range) is one line,
+  ``dbsize: usage: <what is wrong>; see dbsize <command> --help``, and exit status 2.
+- Ctrl-C exits with 130, SIGTERM with 143.
+- stdout carries only machine-readable results (JSON, YAML); progress, tables and notes go to
+  stderr.
+- Every option has a help line; integer options declare their range (``min=``/``max=``) so a
+  bad value is a usage error before anything runs.
+
+Adding commands from another package: write them in that package's ``cli.py`` with helpers from
+``dbsize.cli_common`` (not from this module), then register them at the bottom of this file with
+one line, either a group::
+
+    app.add_typer(statistics_cli.app, name="statistics")   # dbsize statistics ...
+
+or a single command::
+
+    app.command("aggregate", help="...")(jobs_cli.aggregate)
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -10,65 +33,57 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from datetime import date
+from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import ValidationError
+import typer
 
+from dbsize.cli_common import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CliError,
+    check_database,
+    check_servers,
+    load_settings,
+    note,
+)
 from dbsize.config import Settings, get_settings
-from dbsize.connectivity import Unreachable, check_postgres, check_redis
+from dbsize.jobs import cli as jobs_cli
 
 if TYPE_CHECKING:
     import uvicorn
 
+app = typer.Typer(
+    name="dbsize",
+    help="Database-capacity statistics: size samples in, period statistics out.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
-class CliError(Exception):
-    """One line for the operator; exit code 1."""
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ValidationError as exc:
-        raise CliError(_describe_invalid(exc)) from exc
-
-
-def _describe_invalid(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors():
-        name = "DBSIZE_" + "_".join(str(part) for part in error["loc"]).upper()
-        # Never echo a URL back: it may carry a password.
-        shown = "" if name.endswith("_URL") else f"={error.get('input')!r}"
-        problems.append(f"{name}{shown}: {error['msg']}")
-    return "invalid " + "; ".join(problems)
+Host = Annotated[str, typer.Option(help="address the API listens on")]
+Port = Annotated[int, typer.Option(min=1, max=65535, help="TCP port the API listens on (1-65535)")]
 
 
-def _check_servers(settings: Settings) -> None:
-    async def both() -> None:
-        await check_postgres(settings.database_url)
-        await check_redis(settings.redis_url)
-
-    try:
-        asyncio.run(both())
-    except Unreachable as exc:
-        raise CliError(str(exc)) from exc
+@app.command()
+def migrate() -> None:
+    """Create the database if missing and apply every migration."""
+    _migrate(load_settings())
 
 
-def cmd_migrate(args: argparse.Namespace) -> None:
+def _migrate(settings: Settings) -> None:
     from dbsize.migrate import create_and_upgrade
 
-    settings = _settings()
-    try:
-        asyncio.run(check_postgres(settings.database_url))
-    except Unreachable as exc:
-        raise CliError(str(exc)) from exc
+    check_database(settings)
     create_and_upgrade(settings.database_url)
-    print("database is at the latest migration", file=sys.stderr)
+    note("database is at the latest migration")
 
 
-def cmd_openapi(args: argparse.Namespace) -> None:
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI document (YAML) on stdout."""
     # The committed document must not depend on who renders it: drop every DBSIZE_ variable
     # before the app's modules are imported (a module may read settings at import time).
     for name in [name for name in os.environ if name.upper().startswith("DBSIZE_")]:
@@ -79,18 +94,18 @@ def cmd_openapi(args: argparse.Namespace) -> None:
     sys.stdout.write(render_openapi())
 
 
-def _api_server(args: argparse.Namespace, settings: Settings) -> uvicorn.Server:
+def _api_server(host: str, port: int, settings: Settings) -> uvicorn.Server:
     import uvicorn
 
     from dbsize.logging import configure_logging
     from dbsize.main import create_app
 
     configure_logging(settings.log_format, settings.log_level)
-    config = uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_config=None)
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
     return uvicorn.Server(config)
 
 
-def _run_api(server: uvicorn.Server, args: argparse.Namespace) -> None:
+def _run_api(server: uvicorn.Server) -> None:
     from uvicorn.config import STARTUP_FAILURE
 
     try:
@@ -98,21 +113,26 @@ def _run_api(server: uvicorn.Server, args: argparse.Namespace) -> None:
     except SystemExit as exc:  # uvicorn exits when it cannot bind or the lifespan fails
         if exc.code != STARTUP_FAILURE:
             raise
-        raise CliError(
-            f"the API could not start on {args.host}:{args.port}; see the error logged above"
-        ) from exc
+        where = f"{server.config.host}:{server.config.port}"
+        raise CliError(f"the API could not start on {where}; see the error logged above") from exc
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
-    _run_api(_api_server(args, _settings()), args)
+@app.command()
+def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """Run the API only (does not migrate)."""
+    _run_api(_api_server(host, port, load_settings()))
 
 
-def cmd_worker(args: argparse.Namespace) -> None:
-    settings = _settings()
-    _check_servers(settings)
+@app.command()
+def worker(
+    burst: Annotated[bool, typer.Option(help="exit when the queue is empty")] = False,
+) -> None:
+    """Run the arq worker with its cron schedule."""
+    settings = load_settings()
+    check_servers(settings)
     from dbsize.worker.run import run_worker
 
-    run_worker(settings, burst=args.burst)
+    run_worker(settings, burst=burst)
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -122,70 +142,77 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def cmd_up(args: argparse.Namespace) -> None:
+@app.command()
+def up(
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    embedded: Annotated[
+        bool,
+        typer.Option(help="start a private PostgreSQL and Redis (needs dbsize[embedded])"),
+    ] = False,
+) -> None:
+    """Migrate, then run the API and the worker (with cron)."""
     from dbsize.embedded import EmbeddedError, EmbeddedServers, should_embed
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    settings = _settings()
-    embedded: EmbeddedServers | None = None
-    auto = not args.embedded and should_embed(settings)
+    settings = load_settings()
+    servers: EmbeddedServers | None = None
+    auto = not embedded and should_embed(settings)
     try:
-        if args.embedded or auto:
+        if embedded or auto:
             try:
-                embedded = EmbeddedServers.start(settings.embedded_dir)
+                servers = EmbeddedServers.start(settings.embedded_dir)
             except EmbeddedError as exc:
                 why = "no PostgreSQL or Redis answers at the default addresses and " if auto else ""
                 raise CliError(f"{why}{exc}") from exc
-            print(f"dbsize: {embedded.describe()}", file=sys.stderr)
-            os.environ.update(embedded.environ())
+            note(servers.describe())
+            os.environ.update(servers.environ())
             get_settings.cache_clear()
-            settings = _settings()
+            settings = load_settings()
         try:
-            _check_servers(settings)
+            check_servers(settings)
         except CliError as exc:
             configured = settings.explicitly_set("database_url") or settings.explicitly_set(
                 "redis_url"
             )
-            if embedded is None and not configured:
+            if servers is None and not configured:
                 raise CliError(f"{exc} (or run `dbsize up --embedded`)") from exc
             raise
-        cmd_migrate(args)
-        _serve_with_worker(args, settings)
+        _migrate(settings)
+        _serve_with_worker(host, port, settings)
     finally:
-        if embedded is not None:
-            embedded.stop()
+        if servers is not None:
+            servers.stop()
 
 
-def _serve_with_worker(args: argparse.Namespace, settings: Settings) -> None:
+def _serve_with_worker(host: str, port: int, settings: Settings) -> None:
     """The API in the foreground, the worker as a child; the worker dying stops the API too."""
-    server = _api_server(args, settings)
-    worker = subprocess.Popen([sys.executable, "-m", "dbsize", "worker"], env=os.environ.copy())
+    server = _api_server(host, port, settings)
+    child = subprocess.Popen([sys.executable, "-m", "dbsize", "worker"], env=os.environ.copy())
     stopping = threading.Event()
     worker_died: list[int] = []
 
     def watch_worker() -> None:
-        code = worker.wait()
+        code = child.wait()
         if not stopping.is_set():
             worker_died.append(code)
             server.should_exit = True  # uvicorn polls this flag and shuts down gracefully
 
     threading.Thread(target=watch_worker, name="worker-watch", daemon=True).start()
-    print(
-        f"dbsize: starting the API on http://{args.host}:{args.port} (docs at /docs) and the "
-        f"worker (pid {worker.pid})",
-        file=sys.stderr,
+    note(
+        f"starting the API on http://{host}:{port} (docs at /docs) and the worker (pid {child.pid})"
     )
     try:
-        _run_api(server, args)
+        _run_api(server)
     finally:
         stopping.set()
-        if worker.poll() is None:
-            worker.terminate()
+        if child.poll() is None:
+            child.terminate()
             try:
-                worker.wait(timeout=15)
+                child.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+                child.kill()
+                child.wait()
     if worker_died:
         raise CliError(
             f"the worker exited with code {worker_died[0]}, so the API was stopped too; "
@@ -193,82 +220,65 @@ def _serve_with_worker(args: argparse.Namespace, settings: Settings) -> None:
         )
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
+@app.command()
+def demo(
+    instances: Annotated[
+        int, typer.Option(min=1, max=10_000, help="demo instances to register (1-10000)")
+    ] = 20,
+    databases: Annotated[
+        int, typer.Option(min=1, max=1_000, help="databases per instance (1-1000)")
+    ] = 10,
+    days: Annotated[
+        int, typer.Option(min=1, max=3_660, help="days of history ending today (1-3660)")
+    ] = 400,
+) -> None:
+    """Register a synthetic fleet with size history; prints a JSON summary."""
     from dbsize.samples.demo import run_demo
 
-    settings = _settings()
-    _check_servers(settings)
-    summary = asyncio.run(
-        run_demo(settings, instances=args.instances, databases=args.databases, days=args.days)
-    )
+    settings = load_settings()
+    check_servers(settings)
+    summary = asyncio.run(run_demo(settings, instances=instances, databases=databases, days=days))
     print(json.dumps(summary))
 
 
-def cmd_aggregate(args: argparse.Namespace) -> None:
-    from dbsize.jobs.cli import run_aggregate
-
-    settings = _settings()
-    _check_servers(settings)
-    sys.exit(asyncio.run(run_aggregate(settings, args)))
+# Commands from other packages: one registration line each (see the module docstring).
+app.command("aggregate")(jobs_cli.aggregate)
 
 
-def _date(value: str) -> date:
+def _usage_line(exc: typer.TyperException) -> str:
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "dbsize"
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    return f"usage: {message}; see {command} --help"
+
+
+def run(application: typer.Typer, argv: Sequence[str]) -> int:
+    """Run ``application`` on ``argv``; every failure is one line on stderr. The exit status."""
+    args = list(argv)
+    command = typer.main.get_command(application)
+    if not args:  # the help, but as a usage error: a script that forgot the command must fail
+        command.main(args=["--help"], prog_name="dbsize", standalone_mode=False)
+        return EXIT_USAGE
     try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from exc
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dbsize", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def add(
-        name: str, func: Callable[[argparse.Namespace], None], help_: str
-    ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_)
-        p.set_defaults(func=func)
-        return p
-
-    for name, func, help_ in (
-        ("up", cmd_up, "migrate, then run the API and the worker (with cron)"),
-        ("serve", cmd_serve, "run the API only"),
-    ):
-        p = add(name, func, help_)
-        p.add_argument("--host", default="127.0.0.1")
-        p.add_argument("--port", type=int, default=8000)
-        if name == "up":
-            p.add_argument(
-                "--embedded",
-                action="store_true",
-                help="start a private PostgreSQL and Redis (needs dbsize[embedded])",
-            )
-    p = add("worker", cmd_worker, "run the arq worker with its cron schedule")
-    p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    add("migrate", cmd_migrate, "create the database if missing and apply migrations")
-    add("openapi", cmd_openapi, "print the OpenAPI document (YAML)")
-    p = add("demo", cmd_demo, "register a synthetic fleet with size history")
-    p.add_argument("--instances", type=int, default=20)
-    p.add_argument("--databases", type=int, default=10)
-    p.add_argument("--days", type=int, default=400)
-    p = add("aggregate", cmd_aggregate, "submit an aggregation job")
-    scope = p.add_mutually_exclusive_group()
-    scope.add_argument("--as-of", type=_date)
-    scope.add_argument("--start", type=_date)
-    scope.add_argument("--incremental", action="store_true")
-    p.add_argument("--end", type=_date)
-    p.add_argument("--periods", nargs="+", choices=["daily", "weekly", "monthly", "quarterly"])
-    p.add_argument("--instance-ids", nargs="+", type=int)
-    p.add_argument("--wait", action="store_true", help="follow the job until it ends")
-    return parser
+        result = command.main(args=args, prog_name="dbsize", standalone_mode=False)
+    except typer.TyperException as exc:  # typer's usage errors carry exit_code 2
+        if exc.exit_code == EXIT_USAGE:
+            print(f"dbsize: {_usage_line(exc)}", file=sys.stderr)
+        else:
+            print(f"dbsize: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        return exc.exit_code
+    except CliError as exc:
+        print(f"dbsize: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (KeyboardInterrupt, typer.Abort):
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: still one line, never a traceback
+        flat = " ".join(str(exc).split())
+        print(f"dbsize: unexpected error: {type(exc).__name__}: {flat}", file=sys.stderr)
+        return EXIT_FAILURE
+    return result if isinstance(result, int) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except CliError as exc:
-        print(f"dbsize: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    """The ``dbsize`` entry point."""
+    sys.exit(run(app, sys.argv[1:] if argv is None else argv))

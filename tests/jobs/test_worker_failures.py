@@ -11,6 +11,7 @@ import time
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pytest
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -172,15 +173,12 @@ class TestCli:
     async def test_aggregate_wait_exits_zero_only_for_succeeded(
         self, client: AsyncClient, engine: AsyncEngine, settings: Settings
     ) -> None:
-        from dbsize.cli import build_parser
-        from dbsize.jobs.cli import run_aggregate
+        from dbsize.jobs.cli import AggregateOptions, run_aggregate
 
         await fleet(client, engine, with_samples=1)
         worker, task = await start_worker(settings)
         try:
-            ok = await run_aggregate(
-                settings, build_parser().parse_args(["aggregate", "--periods", "daily", "--wait"])
-            )
+            ok = await run_aggregate(settings, AggregateOptions(periods=("daily",), wait=True))
             assert ok == 0
             from tests.jobs.conftest import fail_period
 
@@ -189,26 +187,18 @@ class TestCli:
             instance = await create_instance(client, "late-arrival")
             await insert_samples(engine, instance["id"], end=date.today(), days=3)
             bad = await run_aggregate(
-                settings,
-                build_parser().parse_args(["aggregate", "--periods", "daily", "weekly", "--wait"]),
+                settings, AggregateOptions(periods=("daily", "weekly"), wait=True)
             )
             assert bad == 1
         finally:
             await stop_worker(worker, task)
 
-    async def test_aggregate_bad_range_is_one_line_exit_one(
-        self, settings: Settings, capsys: Any
+    async def test_aggregate_bad_range_is_refused_before_anything_is_submitted(
+        self, settings: Settings
     ) -> None:
-        from dbsize.cli import build_parser
-        from dbsize.jobs.cli import run_aggregate
+        from dbsize.cli_common import CliError
+        from dbsize.jobs.cli import AggregateOptions, run_aggregate
 
-        code = await run_aggregate(
-            settings,
-            build_parser().parse_args(
-                ["aggregate", "--start", "2026-02-01", "--end", "2026-01-01"]
-            ),
-        )
-        assert code == 1
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1
-        assert err[0].startswith("dbsize: invalid job request")
+        options = AggregateOptions(start=date(2026, 2, 1), end=date(2026, 1, 1))
+        with pytest.raises(CliError, match=r"^invalid job request: start must not be after end$"):
+            await run_aggregate(settings, options)
