@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
@@ -28,6 +29,7 @@ SERVER_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("DBSIZE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN_ID = uuid.uuid4().hex[:10]
+TEST_SECRET_KEY = Fernet.generate_key().decode()
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +48,8 @@ def settings(database_url: str) -> Settings:
         redis_url=REDIS_URL,
         queue_name=f"dbsize-test-{RUN_ID}",
         cron_enabled=False,
+        collect_cron_enabled=False,
+        secret_key=TEST_SECRET_KEY,
         log_format="console",
     )
 

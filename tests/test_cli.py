@@ -413,8 +413,10 @@ class TestUpEmbedded:
         root = cwd / "var" / "embedded"
         _wait_ready(base, process, timeout=90)
         _wait_worker_polling(root, process, timeout=30)
-        created = httpx.post(
-            f"{base}/v1/instances", json={"name": "pg-01", "db_type": "postgresql"}, timeout=10
+        created = httpx.post(  # a password needs the key `up` generated for this newcomer
+            f"{base}/v1/instances",
+            json={"name": "pg-01", "db_type": "postgresql", "password": "pw"},
+            timeout=10,
         )
         assert created.status_code == 201, created.text
         pids = _embedded_pids(root)
@@ -428,4 +430,7 @@ class TestUpEmbedded:
         log = (cwd / "stderr.log").read_text()
         embedded_lines = [line for line in log.splitlines() if "running embedded" in line]
         assert len(embedded_lines) == 1, log
+        key_lines = [line for line in log.splitlines() if "generated DBSIZE_SECRET_KEY" in line]
+        assert len(key_lines) == 1, log
+        assert (cwd / "var" / "secret_key").read_text().strip() not in log
         assert str(root) in embedded_lines[0]

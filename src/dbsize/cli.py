@@ -178,11 +178,31 @@ def up(
             if servers is None and not configured:
                 raise CliError(f"{exc} (or run `dbsize up --embedded`)") from exc
             raise
+        settings = _with_local_secret_key(settings)  # only once the servers answer
         _migrate(settings)
         _serve_with_worker(host, port, settings)
     finally:
         if servers is not None:
             servers.stop()
+
+
+def _with_local_secret_key(settings: Settings) -> Settings:
+    """Without DBSIZE_SECRET_KEY, `dbsize up` uses (and on first run generates) the key kept in
+    the git-ignored local folder, so a newcomer can store instance passwords at once."""
+    if settings.secret_key is not None:
+        return settings
+    from dbsize.secret_box import SECRET_KEY_FILE, ensure_local_key
+
+    key, created = ensure_local_key(settings.local_dir)
+    if created:
+        note(
+            f"generated DBSIZE_SECRET_KEY into {settings.local_dir}/{SECRET_KEY_FILE} "
+            "(git-ignored; it decrypts the stored instance passwords, so keep it, and set "
+            "DBSIZE_SECRET_KEY yourself outside a local setup)"
+        )
+    os.environ["DBSIZE_SECRET_KEY"] = key
+    get_settings.cache_clear()
+    return load_settings()
 
 
 def _serve_with_worker(host: str, port: int, settings: Settings) -> None:

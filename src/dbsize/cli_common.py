@@ -42,8 +42,9 @@ def describe_invalid(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
         name = "DBSIZE_" + "_".join(str(part) for part in error["loc"]).upper()
-        # Never echo a URL back: it may carry a password.
-        shown = "" if name.endswith("_URL") else f"={error.get('input')!r}"
+        # Never echo a URL (it may carry a password) or a secret key back.
+        hidden = name.endswith("_URL") or "SECRET" in name
+        shown = "" if hidden else f"={error.get('input')!r}"
         message = str(error["msg"]).removeprefix("Value error, ")
         problems.append(f"{name}{shown}: {message}")
     return "invalid " + "; ".join(problems)

@@ -6,7 +6,7 @@ from datetime import time
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/dbsize"
@@ -45,6 +45,17 @@ class Settings(BaseSettings):
     partitions_ahead_months: int = Field(default=3, ge=1)
     max_samples_per_request: int = Field(default=50_000, ge=1)
 
+    # Secrets at rest (instance passwords): comma-separated Fernet keys, the first encrypts
+    # (decision 0018). Unset: the service refuses to store a password.
+    secret_key: SecretStr | None = None
+    # The git-ignored folder where `dbsize up` keeps a generated secret key for a local setup.
+    local_dir: str = "var"
+
+    # Collection from the instances' own servers (decision 0019)
+    collect_concurrency: int = Field(default=8, ge=1, le=256)
+    collect_cron_enabled: bool = True
+    collect_cron_time: time = time(3, 0)
+
     # Logging
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = "INFO"
@@ -59,6 +70,15 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"{value!r} is not an IANA time zone, e.g. UTC") from exc
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _valid_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        from dbsize.secret_box import parse_keys
+
+        if value is not None:
+            parse_keys(value.get_secret_value())
         return value
 
     @property

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dbsize.db import request_session
@@ -17,18 +17,29 @@ from dbsize.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from dbsize.secret_box import SecretBox
 
 router = APIRouter(prefix="/v1/instances", tags=["instances"], responses=PROBLEM_RESPONSES)
 
 Session = Annotated[AsyncSession, Depends(request_session)]
 
 
+def _secret_box(request: Request) -> SecretBox:
+    return SecretBox.from_settings(request.app.state.settings)
+
+
+Box = Annotated[SecretBox, Depends(_secret_box)]
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=InstanceRead)
 async def create_instance(
-    body: InstanceCreate, session: Session, response: Response
+    body: InstanceCreate, session: Session, box: Box, response: Response
 ) -> InstanceRead:
-    """Register a database instance. Names are unique (409 otherwise)."""
-    instance = await InstanceService(session).create(body)
+    """Register a database instance. Names are unique (409 otherwise).
+
+    The connection fields are what collection uses (`POST /v1/collection-jobs`); the password is
+    write-only and stored encrypted (422 when the service has no DBSIZE_SECRET_KEY)."""
+    instance = await InstanceService(session, box).create(body)
     response.headers["Location"] = f"/v1/instances/{instance.id}"
     return InstanceRead.model_validate(instance)
 
@@ -58,9 +69,13 @@ async def get_instance(instance_id: int, session: Session) -> InstanceRead:
 
 
 @router.patch("/{instance_id}", response_model=InstanceRead)
-async def update_instance(instance_id: int, body: InstanceUpdate, session: Session) -> InstanceRead:
-    """Change an instance. `{"is_active": false}` deactivates it and keeps its history."""
-    return InstanceRead.model_validate(await InstanceService(session).update(instance_id, body))
+async def update_instance(
+    instance_id: int, body: InstanceUpdate, session: Session, box: Box
+) -> InstanceRead:
+    """Change an instance. `{"is_active": false}` deactivates it and keeps its history;
+    `{"password": null}` removes the stored password."""
+    instance = await InstanceService(session, box).update(instance_id, body)
+    return InstanceRead.model_validate(instance)
 
 
 @router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT)

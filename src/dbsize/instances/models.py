@@ -3,7 +3,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, Integer, String, text
+from sqlalchemy import Boolean, CheckConstraint, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -17,6 +17,15 @@ class DbType(StrEnum):
     oracle = "oracle"
 
 
+class TlsMode(StrEnum):
+    """How a collector protects its connection (PostgreSQL sslmode names)."""
+
+    disable = "disable"
+    prefer = "prefer"
+    require = "require"
+    verify_full = "verify-full"
+
+
 class Instance(TimestampMixin, Base):
     __tablename__ = "instances"
     __table_args__ = (
@@ -25,6 +34,11 @@ class Instance(TimestampMixin, Base):
         ),
         CheckConstraint("port IS NULL OR port BETWEEN 1 AND 65535", name="port"),
         CheckConstraint("length(btrim(name)) > 0", name="name_not_blank"),
+        CheckConstraint(
+            "tls_mode IN ('disable', 'prefer', 'require', 'verify-full')", name="tls_mode"
+        ),
+        CheckConstraint("connect_timeout_seconds BETWEEN 1 AND 300", name="connect_timeout"),
+        CheckConstraint("statement_timeout_seconds BETWEEN 1 AND 86400", name="statement_timeout"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -39,3 +53,22 @@ class Instance(TimestampMixin, Base):
     is_active: Mapped[bool] = mapped_column(
         Boolean, nullable=False, server_default=text("true"), index=True
     )
+    # Connection settings for collection (migration 0007). The password is a Fernet token
+    # (dbsize.secret_box), never plaintext, and never leaves the service.
+    username: Mapped[str | None] = mapped_column(String(255))
+    password_encrypted: Mapped[str | None] = mapped_column(Text)
+    connect_database: Mapped[str | None] = mapped_column(String(255))
+    tls_mode: Mapped[str] = mapped_column(
+        String(16), nullable=False, server_default=text("'prefer'")
+    )
+    connect_timeout_seconds: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default=text("10")
+    )
+    statement_timeout_seconds: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default=text("300")
+    )
+    collect: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+
+    @property
+    def password_set(self) -> bool:
+        return self.password_encrypted is not None

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dbsize.instances.models import Instance
@@ -83,3 +83,27 @@ class InstanceRepository:
             select(Instance.id).where(Instance.is_active).order_by(Instance.id)
         )
         return list(result.scalars())
+
+    async def encrypted_passwords(self) -> list[tuple[int, str]]:
+        result = await self.session.execute(
+            select(Instance.id, Instance.password_encrypted)
+            .where(Instance.password_encrypted.is_not(None))
+            .order_by(Instance.id)
+            .with_for_update()
+        )
+        return [(row[0], row[1]) for row in result if row[1] is not None]
+
+    async def replace_passwords(self, tokens: Sequence[tuple[int, str]]) -> int:
+        """One statement for every re-encrypted token (rotation)."""
+        if not tokens:
+            return 0
+        result = await self.session.execute(
+            text(
+                "UPDATE instances AS i SET password_encrypted = t.token "
+                "FROM unnest(CAST(:ids AS int[]), CAST(:tokens AS text[])) AS t(id, token) "
+                "WHERE i.id = t.id"
+            ),
+            {"ids": [id_ for id_, _ in tokens], "tokens": [token for _, token in tokens]},
+        )
+        count: int = result.rowcount  # type: ignore[attr-defined]
+        return count

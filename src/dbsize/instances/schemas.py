@@ -3,14 +3,44 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from dbsize.instances.models import DbType
+from dbsize.instances.models import DbType, TlsMode
 
 _NAME = Field(min_length=1, max_length=255, examples=["pg-orders-01"])
 
+PASSWORD_DESCRIPTION = (
+    "Write-only: stored encrypted (DBSIZE_SECRET_KEY) and never returned; `password_set` says "
+    "whether one is stored. `null` in a PATCH removes it."
+)
 
-class InstanceCreate(BaseModel):
+
+def _password_field() -> Any:
+    return Field(
+        default=None,
+        max_length=1024,
+        description=PASSWORD_DESCRIPTION,
+        json_schema_extra={"writeOnly": True},
+    )
+
+
+class ConnectionFields(BaseModel):
+    """How a collector reaches the instance's server (all optional until collection is used)."""
+
+    username: str | None = Field(default=None, max_length=255, examples=["dbsize_monitor"])
+    password: SecretStr | None = _password_field()
+    connect_database: str | None = Field(
+        default=None,
+        max_length=255,
+        description="Database to connect to (PostgreSQL: default `postgres`; MySQL: none)",
+    )
+    tls_mode: TlsMode = TlsMode.prefer
+    connect_timeout_seconds: int = Field(default=10, ge=1, le=300)
+    statement_timeout_seconds: int = Field(default=300, ge=1, le=86400)
+    collect: bool = Field(default=True, description="Include in collection jobs")
+
+
+class InstanceCreate(ConnectionFields):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -55,6 +85,22 @@ class InstanceUpdate(BaseModel):
     environment: str | None = Field(default=None, max_length=64)
     tags: dict[str, Any] | None = None
     is_active: bool | None = None
+    username: str | None = Field(default=None, max_length=255)
+    password: SecretStr | None = _password_field()
+    connect_database: str | None = Field(default=None, max_length=255)
+    tls_mode: TlsMode | None = None
+    connect_timeout_seconds: int | None = Field(default=None, ge=1, le=300)
+    statement_timeout_seconds: int | None = Field(default=None, ge=1, le=86400)
+    collect: bool | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> InstanceUpdate:
+        required = ("tls_mode", "connect_timeout_seconds", "statement_timeout_seconds", "collect")
+        nulled = [name for name in required if name in self.model_fields_set]
+        nulled = [name for name in nulled if getattr(self, name) is None]
+        if nulled:
+            raise ValueError(f"{', '.join(nulled)} cannot be null")
+        return self
 
 
 class InstanceRead(BaseModel):
@@ -68,5 +114,12 @@ class InstanceRead(BaseModel):
     environment: str | None
     tags: dict[str, Any]
     is_active: bool
+    username: str | None
+    password_set: bool
+    connect_database: str | None
+    tls_mode: TlsMode
+    connect_timeout_seconds: int
+    statement_timeout_seconds: int
+    collect: bool
     created_at: datetime
     updated_at: datetime
