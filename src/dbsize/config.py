@@ -51,11 +51,6 @@ class Settings(BaseSettings):
     # The git-ignored folder where `dbsize up` keeps a generated secret key for a local setup.
     local_dir: str = "var"
 
-    # Collection from the instances' own servers (decision 0019)
-    collect_concurrency: int = Field(default=8, ge=1, le=256)
-    collect_cron_enabled: bool = True
-    collect_cron_time: time = time(3, 0)
-
     # Logging
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = "INFO"
