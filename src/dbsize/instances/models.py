@@ -53,7 +53,7 @@ class Instance(TimestampMixin, Base):
     is_active: Mapped[bool] = mapped_column(
         Boolean, nullable=False, server_default=text("true"), index=True
     )
-    # Connection settings for collection (migration 0007). The password is a Fernet token
+    # Connection settings for collection (migration 0008). The password is a Fernet token
     # (dbsize.secret_box), never plaintext, and never leaves the service.
     username: Mapped[str | None] = mapped_column(String(255))
     password_encrypted: Mapped[str | None] = mapped_column(Text)

@@ -3,8 +3,8 @@
 The password is stored as a Fernet token (``password_encrypted``), never as plaintext; the key
 is DBSIZE_SECRET_KEY (docs/decisions/0018-secrets-at-rest.md).
 
-Revision ID: 0007_instance_connection
-Revises: 0006_nightly_fillfactor
+Revision ID: 0008_instance_connection
+Revises: 0007_aggregation_coverage
 Create Date: 2026-12-05
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from dbsize.migrations.sqlscript import execute_script
 
-revision: str = "0007_instance_connection"
-down_revision: str | None = "0006_nightly_fillfactor"
+revision: str = "0008_instance_connection"
+down_revision: str | None = "0007_aggregation_coverage"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
