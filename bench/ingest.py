@@ -43,6 +43,8 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from dbsize.keys.bootstrap import create_key
+from dbsize.keys.tokens import Scope
 from dbsize.migrate import create_and_upgrade, drop_database
 
 SERVER_URL = os.environ.get(
@@ -207,8 +209,11 @@ def _report(phases: Sequence[Phase], args: argparse.Namespace) -> None:
         )
 
 
-async def _run(base_url: str, server: subprocess.Popen[bytes], args: argparse.Namespace) -> None:
-    async with httpx.AsyncClient(base_url=base_url, timeout=300) as client:
+async def _run(
+    base_url: str, server: subprocess.Popen[bytes], args: argparse.Namespace, key: str
+) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=base_url, timeout=300, headers=headers) as client:
         await _wait_ready(client, server)
         ids = await _register(client)
         days_per_db = args.samples // (INSTANCES * DATABASES)
@@ -285,7 +290,8 @@ def main() -> None:
     port = _free_port()
     server = _start_server(database_url, port)
     try:
-        asyncio.run(_run(f"http://127.0.0.1:{port}", server, args))
+        key = asyncio.run(create_key(database_url, name="bench-ingest", scope=Scope.write))
+        asyncio.run(_run(f"http://127.0.0.1:{port}", server, args, key))
     finally:
         server.terminate()
         server.wait(timeout=30)

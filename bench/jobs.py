@@ -40,6 +40,8 @@ from dbsize.aggregation.schemas import ALL_PERIOD_TYPES, AggregationScope, Scope
 from dbsize.aggregation.service import aggregate_periods
 from dbsize.config import Settings
 from dbsize.db import create_engine, create_sessionmaker
+from dbsize.keys.bootstrap import create_key
+from dbsize.keys.tokens import Scope
 from dbsize.main import create_app
 from dbsize.migrate import create_and_upgrade, drop_database
 
@@ -180,6 +182,8 @@ async def main(url: str, args: argparse.Namespace) -> None:
             app.router.lifespan_context(app),
             AsyncClient(transport=ASGITransport(app=app), base_url="http://bench") as client,
         ):
+            key = await create_key(settings.database_url, name="bench-jobs", scope=Scope.write)
+            client.headers["Authorization"] = f"Bearer {key}"
             await job_run(client)  # warm-up: the worker's connections and plans
             await direct_run(sessionmaker, settings, instance_ids)
             pairs = [

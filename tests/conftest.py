@@ -20,7 +20,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dbsize.config import Settings
-from dbsize.db import create_engine, create_sessionmaker
+from dbsize.db import create_engine, create_sessionmaker, session_scope
+from dbsize.keys.service import KeyService
+from dbsize.keys.tokens import Scope
 from dbsize.main import create_app
 from dbsize.migrate import create_and_upgrade, drop_database
 
@@ -88,7 +90,36 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield app
 
 
+async def make_key(
+    sessionmaker: async_sessionmaker[AsyncSession], scope: Scope, name: str = "test"
+) -> str:
+    """A new API key of ``scope`` (the key itself, as a caller would send it)."""
+    async with session_scope(sessionmaker) as session:
+        created = await KeyService(session).create(name=f"{name}-{scope.value}", scope=scope)
+    return created.key
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+async def admin_key(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
+    return await make_key(sessionmaker, Scope.admin)
+
+
+@pytest.fixture
+async def client(app: FastAPI, admin_key: str) -> AsyncIterator[AsyncClient]:
+    """An API client holding an admin key, so every route answers as it would to an operator
+    (tables are emptied after each test, so each test gets a fresh key)."""
+    async with AsyncClient(
+        transport=ASGITransport(app=app), base_url="http://test", headers=bearer(admin_key)
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def anon_client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """An API client without any key (for the access tests)."""
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
         yield client

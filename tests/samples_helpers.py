@@ -13,8 +13,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dbsize.config import Settings
+from dbsize.keys.tokens import Scope
 from dbsize.main import create_app
 from dbsize.samples.endpoints import clock
+from tests.conftest import bearer, make_key
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -89,4 +91,5 @@ async def client_for(
         app.router.lifespan_context(app),
         AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
     ):
+        client.headers.update(bearer(await make_key(app.state.sessionmaker, Scope.admin)))
         yield client

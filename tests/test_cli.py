@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -413,9 +414,14 @@ class TestUpEmbedded:
         root = cwd / "var" / "embedded"
         _wait_ready(base, process, timeout=90)
         _wait_worker_polling(root, process, timeout=30)
+        log = (cwd / "stderr.log").read_text()
+        keys = re.findall(r"^    (dbs_\S+)$", log, flags=re.MULTILINE)
+        assert len(keys) == 1, log
+        assert "Authorize button of http://127.0.0.1" in log
         created = httpx.post(  # a password needs the key `up` generated for this newcomer
             f"{base}/v1/instances",
             json={"name": "pg-01", "db_type": "postgresql", "password": "pw"},
+            headers={"Authorization": f"Bearer {keys[0]}"},
             timeout=10,
         )
         assert created.status_code == 201, created.text

@@ -9,9 +9,13 @@ from httpx import ASGITransport, AsyncClient, Response
 
 from dbsize.config import Settings
 from dbsize.main import create_app
+from tests.conftest import bearer
 
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
 CLOSED_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:1/dbsize"
+
+
+UNCHECKED_KEY = "dbs_" + "0" * 43
 
 
 @asynccontextmanager
@@ -26,6 +30,8 @@ async def client_for(settings: Settings) -> AsyncIterator[AsyncClient]:
         app.router.lifespan_context(app),
         AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
     ):
+        # A well-formed key: checking it needs PostgreSQL, like the route behind it.
+        client.headers.update(bearer(UNCHECKED_KEY))
         yield client
 
 

@@ -180,6 +180,7 @@ def up(
             raise
         settings = _with_local_secret_key(settings)  # only once the servers answer
         _migrate(settings)
+        _announce_first_key(host, port, settings)
         _serve_with_worker(host, port, settings)
     finally:
         if servers is not None:
@@ -203,6 +204,14 @@ def _with_local_secret_key(settings: Settings) -> Settings:
     os.environ["DBSIZE_SECRET_KEY"] = key
     get_settings.cache_clear()
     return load_settings()
+
+
+def _announce_first_key(host: str, port: int, settings: Settings) -> None:
+    from dbsize.keys.bootstrap import create_first_admin_key, first_key_message
+
+    key = asyncio.run(create_first_admin_key(settings.database_url))
+    if key is not None:
+        print(first_key_message(key, f"http://{host}:{port}/docs"), file=sys.stderr)
 
 
 def _serve_with_worker(host: str, port: int, settings: Settings) -> None:

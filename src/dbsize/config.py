@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # The git-ignored folder where `dbsize up` keeps a generated secret key for a local setup.
     local_dir: str = "var"
 
+    # Access: reads (GET of instances, samples, jobs) without a key when true; writes always
+    # need a key with the route's scope.
+    public_reads: bool = False
+
     # Logging
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = "INFO"

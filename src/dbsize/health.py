@@ -8,11 +8,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from dbsize.errors import problem, problem_response
+from dbsize.keys.auth import public
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", dependencies=[public()])
 async def healthz() -> dict[str, str]:
     """The process is alive (no dependency is checked)."""
     return {"status": "ok"}
@@ -37,6 +38,7 @@ async def _check_redis(request: Request) -> str | None:
 
 @router.get(
     "/readyz",
+    dependencies=[public()],
     responses={
         503: {
             "description": "A dependency is unreachable",

@@ -16,12 +16,18 @@ from dbsize.health import router as health_router
 from dbsize.instances.endpoints import router as instances_router
 from dbsize.jobs.endpoints import router as jobs_router
 from dbsize.jobs.notifications import JobChangeFeed
+from dbsize.keys.auth import declare_auth_responses
+from dbsize.keys.endpoints import router as keys_router
 from dbsize.redis import create_arq_redis
 from dbsize.samples.endpoints import router as samples_router
 
 DESCRIPTION = """
 Database-capacity statistics: collectors post daily size samples; aggregation jobs turn them into
 daily, weekly (ISO), monthly and quarterly statistics per database and per instance.
+
+**Keys**: every route but the probes and `/metrics` needs an API key with a scope (`read`,
+`write`, `admin`; each includes the ones before it), sent as `Authorization: Bearer dbs_…` (the
+Authorize button). A missing or unknown key is a `401`, a narrower scope a `403`.
 
 **Errors** are RFC 9457 `application/problem+json` everywhere.
 
@@ -57,8 +63,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_handlers(app)
-    app.include_router(health_router)
-    app.include_router(instances_router)
-    app.include_router(samples_router)
-    app.include_router(jobs_router)
+    for router in (health_router, instances_router, samples_router, jobs_router, keys_router):
+        app.include_router(declare_auth_responses(router))
     return app

@@ -38,3 +38,20 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: _problem("Invalid input"),
     503: _problem("PostgreSQL or Redis unreachable; retry after `Retry-After` seconds"),
 }
+
+
+def problem_declaration(description: str) -> dict[str, Any]:
+    """A problem+json response declared after the routes were built (no ``model`` needed: the
+    Problem schema is already a component, since PROBLEM_RESPONSES uses it)."""
+    return {
+        "description": description,
+        "headers": {
+            "WWW-Authenticate": {
+                "description": "The Bearer challenge (RFC 6750)",
+                "schema": {"type": "string"},
+            }
+        },
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }

@@ -15,6 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dbsize.config import Settings
+from dbsize.keys.tokens import Scope
+from tests.conftest import bearer, make_key
 from tests.factories import create_instance
 from tests.jobs.conftest import (
     assert_settled,
@@ -360,7 +362,8 @@ class TestSubmitValidation:
             app.router.lifespan_context(app),
             AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as down,
         ):
-            response = await down.post("/v1/aggregation-jobs", json={})
+            key = await make_key(app.state.sessionmaker, Scope.write)
+            response = await down.post("/v1/aggregation-jobs", json={}, headers=bearer(key))
         assert response.status_code == 503
         assert response.headers["retry-after"]
         assert response.headers["content-type"] == "application/problem+json"

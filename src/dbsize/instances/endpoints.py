@@ -9,6 +9,8 @@ from dbsize.db import request_session
 from dbsize.instances.models import DbType
 from dbsize.instances.schemas import InstanceCreate, InstanceRead, InstanceUpdate
 from dbsize.instances.service import InstanceService
+from dbsize.keys.auth import requires
+from dbsize.keys.tokens import Scope
 from dbsize.openapi_docs import PROBLEM_RESPONSES
 from dbsize.pagination import (
     DEFAULT_PAGE_SIZE,
@@ -31,7 +33,12 @@ def _secret_box(request: Request) -> SecretBox:
 Box = Annotated[SecretBox, Depends(_secret_box)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=InstanceRead)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=InstanceRead,
+    dependencies=[requires(Scope.write)],
+)
 async def create_instance(
     body: InstanceCreate, session: Session, box: Box, response: Response
 ) -> InstanceRead:
@@ -44,7 +51,7 @@ async def create_instance(
     return InstanceRead.model_validate(instance)
 
 
-@router.get("", response_model=Page[InstanceRead])
+@router.get("", response_model=Page[InstanceRead], dependencies=[requires(Scope.read)])
 async def list_instances(
     session: Session,
     db_type: DbType | None = None,
@@ -63,12 +70,12 @@ async def list_instances(
     return Page(items=items, next_cursor=next_cursor, limit=limit)
 
 
-@router.get("/{instance_id}", response_model=InstanceRead)
+@router.get("/{instance_id}", response_model=InstanceRead, dependencies=[requires(Scope.read)])
 async def get_instance(instance_id: int, session: Session) -> InstanceRead:
     return InstanceRead.model_validate(await InstanceService(session).get(instance_id))
 
 
-@router.patch("/{instance_id}", response_model=InstanceRead)
+@router.patch("/{instance_id}", response_model=InstanceRead, dependencies=[requires(Scope.write)])
 async def update_instance(
     instance_id: int, body: InstanceUpdate, session: Session, box: Box
 ) -> InstanceRead:
@@ -78,7 +85,11 @@ async def update_instance(
     return InstanceRead.model_validate(instance)
 
 
-@router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{instance_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[requires(Scope.admin)],
+)
 async def delete_instance(
     instance_id: int,
     session: Session,

@@ -39,6 +39,8 @@ from dbsize.jobs.schemas import (
     PeriodResultRead,
 )
 from dbsize.jobs.service import JobService, Submission
+from dbsize.keys.auth import requires
+from dbsize.keys.tokens import Scope
 from dbsize.openapi_docs import PROBLEM_RESPONSES
 from dbsize.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 
@@ -167,6 +169,7 @@ async def _accepted(request: Request, submission: Submission) -> JSONResponse:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
+    dependencies=[requires(Scope.write)],
     responses={202: {"description": "Accepted (or an equal active job, `coalesced: true`)"}},
 )
 async def submit_job(
@@ -193,7 +196,7 @@ async def submit_job(
     return await _accepted(request, submission)
 
 
-@router.get("", response_model=Page[JobRead])
+@router.get("", response_model=Page[JobRead], dependencies=[requires(Scope.read)])
 async def list_jobs(
     request: Request,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
@@ -232,6 +235,7 @@ async def list_jobs(
 @router.get(
     "/{job_id}",
     response_model=JobRead,
+    dependencies=[requires(Scope.read)],
     responses={304: {"description": "Not modified since the ETag given in If-None-Match"}},
 )
 async def get_job(
@@ -266,7 +270,11 @@ async def get_job(
     return _job_response(_view(job, periods), job)
 
 
-@router.get("/{job_id}/instances", response_model=Page[JobRecordRead])
+@router.get(
+    "/{job_id}/instances",
+    response_model=Page[JobRecordRead],
+    dependencies=[requires(Scope.read)],
+)
 async def list_job_instances(
     request: Request,
     job_id: uuid.UUID,
@@ -289,6 +297,7 @@ async def list_job_instances(
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
+    dependencies=[requires(Scope.read)],
     responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
 )
 async def job_events(request: Request, job_id: uuid.UUID) -> EventSourceResponse:
@@ -317,6 +326,7 @@ async def job_events(request: Request, job_id: uuid.UUID) -> EventSourceResponse
 @router.post(
     "/{job_id}/cancel",
     response_model=JobRead,
+    dependencies=[requires(Scope.write)],
     responses={202: {"description": "Cancel requested; a running job stops between periods"}},
 )
 async def cancel_job(request: Request, job_id: uuid.UUID) -> JSONResponse:
@@ -328,7 +338,12 @@ async def cancel_job(request: Request, job_id: uuid.UUID) -> JSONResponse:
     return _job_response(_view(job, periods), job, 200 if settled_now else 202)
 
 
-@router.post("/{job_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=JobRead)
+@router.post(
+    "/{job_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    dependencies=[requires(Scope.write)],
+)
 async def retry_job(request: Request, job_id: uuid.UUID) -> JSONResponse:
     """A new job for this job's failed and cancelled instances and the periods they missed."""
     await _require_redis(request)

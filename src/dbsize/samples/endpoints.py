@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dbsize.config import Settings
 from dbsize.db import request_session
 from dbsize.errors import DbsizeError, InvalidInput, PayloadTooLarge
+from dbsize.keys.auth import requires
+from dbsize.keys.tokens import Scope
 from dbsize.openapi_docs import PROBLEM_RESPONSES, Problem
 from dbsize.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 from dbsize.samples.parsing import SampleBatch, parse_csv, parse_json
@@ -74,6 +76,7 @@ def _parse(request: Request, body: bytes, max_rows: int) -> SampleBatch:
 @router.post(
     "/v1/size-samples",
     response_model=IngestResult,
+    dependencies=[requires(Scope.write)],
     responses={
         413: _problem("More samples than DBSIZE_MAX_SAMPLES_PER_REQUEST (default 50,000)"),
         415: _problem("Body is neither application/json nor text/csv"),
@@ -116,7 +119,11 @@ def _after(cursor: str | None) -> tuple[str, date] | None:
         raise InvalidInput("cursor is not a value this API returned") from exc
 
 
-@router.get("/v1/instances/{instance_id}/size-samples", response_model=Page[SampleRead])
+@router.get(
+    "/v1/instances/{instance_id}/size-samples",
+    response_model=Page[SampleRead],
+    dependencies=[requires(Scope.read)],
+)
 async def list_size_samples(
     instance_id: int,
     session: Session,
