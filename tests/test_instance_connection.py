@@ -17,6 +17,7 @@ from dbsize.db import session_scope
 from dbsize.instances.service import InstanceService
 from dbsize.main import create_app
 from dbsize.secret_box import SecretBox, SecretUnreadable, ensure_local_key
+from tests.conftest import bearer
 from tests.factories import create_instance
 
 PASSWORD = "s3cret-Pa55-never-shown"
@@ -31,11 +32,14 @@ async def stored_password(engine: AsyncEngine, instance_id: int) -> str | None:
 
 
 @pytest.fixture
-async def keyless_client(settings: Settings) -> AsyncIterator[AsyncClient]:
+async def keyless_client(settings: Settings, admin_key: str) -> AsyncIterator[AsyncClient]:
+    """Without DBSIZE_SECRET_KEY (the API key is an admin's, as in ``client``)."""
     app: FastAPI = create_app(settings.model_copy(update={"secret_key": None}))
     async with (
         app.router.lifespan_context(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
+        AsyncClient(
+            transport=ASGITransport(app=app), base_url="http://test", headers=bearer(admin_key)
+        ) as client,
     ):
         yield client
 
