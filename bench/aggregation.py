@@ -1,10 +1,15 @@
 """Aggregation benchmark: 1,000 instances x 20 databases x 365 days (7.3M samples), one command.
 
-    .venv/bin/python bench/aggregation.py          # what docs/benchmarks/aggregation.md reports
+    flock /tmp/dbsize-bench.lock .venv/bin/python bench/aggregation.py      # the real path
+    flock /tmp/dbsize-bench.lock .venv/bin/python bench/aggregation.py --loader
 
 Creates a throw-away database (``dbsize_bench_agg_<random>`` on DBSIZE_BENCH_SERVER, default the
-local PostgreSQL), migrates it, builds the fleet with ``INSERT … SELECT generate_series`` (one
-month partition at a time, indexed after loading), then reports, in this order:
+local PostgreSQL) and migrates it. By default it runs the **real path** (``bench/real_path.py``:
+history posted through the ingestion service, the backfill job, the first night, further
+nights; ``--instances``/``--days``/``--nights``). ``--loader`` is the earlier **loader-only**
+mode, not the path users take: it builds the fleet with ``INSERT … SELECT generate_series``
+(one month partition at a time, indexed after loading, no sample changes recorded), then
+reports, in this order:
 
 1. the limit: a bare ``SELECT … GROUP BY`` per period (avg/max/min/count of size_mb, every
    output used), with PostgreSQL's defaults and serially;
@@ -507,6 +512,16 @@ def main() -> None:
     parser.add_argument("--databases", type=int, default=20)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument(
+        "--loader",
+        action="store_true",
+        help="loader-only mode: the fleet loaded with INSERT … SELECT, no sample changes "
+        "recorded (not the path users take); the default is the real path (bench/real_path.py)",
+    )
+    parser.add_argument("--nights", type=int, default=3, help="real path: nights after backfill")
+    parser.add_argument(
+        "--request-rows", type=int, default=50_000, help="real path: rows per ingestion request"
+    )
     args = parser.parse_args()
     url = make_url(SERVER_URL).set(database=f"dbsize_bench_agg_{uuid.uuid4().hex[:8]}")
     rendered = url.render_as_string(hide_password=False)
@@ -521,6 +536,37 @@ def main() -> None:
 
 
 async def bench(args: argparse.Namespace, rendered: str) -> None:
+    if args.loader:
+        await bench_loader(args, rendered)
+        return
+    from real_path import bench_real_path  # imports this module: loaded when needed
+
+    engine = create_engine(rendered, pool_size=4)
+    sessionmaker = create_sessionmaker(engine)
+    conn = await asyncpg.connect(_dsn(rendered))
+    try:
+        print(
+            f"real path; database {make_url(rendered).database}; "
+            f"PostgreSQL {await conn.fetchval('SHOW server_version')}"
+        )
+        await bench_real_path(
+            sessionmaker,
+            conn,
+            _dsn(rendered),
+            instances=args.instances,
+            databases=args.databases,
+            days=args.days,
+            nights=args.nights,
+            request_rows=args.request_rows,
+        )
+    finally:
+        await conn.close()
+        await engine.dispose()
+
+
+async def bench_loader(args: argparse.Namespace, rendered: str) -> None:
+    """Loader-only mode (``--loader``): the fleet is loaded with INSERT … SELECT, bypassing
+    ingestion (no sample changes), and the limit is measured right after loading."""
     url = make_url(rendered)
     engine = create_engine(rendered, pool_size=4)
     sessionmaker = create_sessionmaker(engine)
