@@ -22,8 +22,9 @@ from dbsize.aggregation.schemas import (
     PeriodType,
     ScopeKind,
 )
-from dbsize.aggregation.service import aggregate_period, aggregate_periods, is_transient_db_error
-from dbsize.aggregation.statements import _Calendar
+from dbsize.aggregation.service import aggregate_period, is_transient_db_error
+from dbsize.aggregation.sql.common import Calendar
+from dbsize.jobs.runner import aggregate_periods
 from tests.aggregation.helpers import (
     as_of_scope,
     create_instances,
@@ -291,7 +292,7 @@ class TestSqlCalendar:
     async def test_sql_periods_agree_with_the_python_module(
         self, sessionmaker: async_sessionmaker[AsyncSession], period_type: PeriodType
     ) -> None:
-        calendar = _Calendar(period_type)
+        calendar = Calendar(period_type)
         start = calendar.trunc("d")
         days = [date(2023, 12, 1) + timedelta(days=i) for i in range(0, 900, 3)]
         async with sessionmaker() as session:

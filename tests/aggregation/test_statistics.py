@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dbsize import periods
-from dbsize.aggregation import plan, statements
+from dbsize.aggregation import plan, sql
 from dbsize.aggregation.schemas import PeriodType
 from tests.aggregation import reference
 from tests.aggregation.helpers import (
@@ -242,6 +242,6 @@ class TestChunks:
             assert following.write_start == chunk.read.end + timedelta(days=1)
         for chunk in window_plan.chunks:
             assert chunk.read.start == periods.previous_period_start(period_type, chunk.write_start)
-            assert (chunk.read.end - chunk.read.start).days < statements.KEY_MAX_DAYS
+            assert (chunk.read.end - chunk.read.start).days < sql.KEY_MAX_DAYS
             periods_written = len([*periods.iter_periods(period_type, chunk.read)]) - 1
             assert periods_written <= plan.chunk_periods_for(period_type, instance_count)

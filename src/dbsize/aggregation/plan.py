@@ -15,7 +15,7 @@ from datetime import date
 
 from dbsize import periods
 from dbsize.aggregation.schemas import AggregationScope, DateWindow, PeriodType, ScopeKind
-from dbsize.aggregation.statements import KEY_MAX_DAYS
+from dbsize.aggregation.sql import KEY_MAX_DAYS
 
 # Periods per chunk: about one month of daily groups, one quarter of weekly groups, and a year or
 # two of the long periods; for 20,000 databases each chunk holds at most ~620,000 groups.

@@ -1,29 +1,33 @@
-"""Aggregation rules: one period type over a scope, for a set of instances -> PeriodResult.
+"""Aggregation rules: one period type over a scope, in one transaction -> one PeriodResult.
 
-The job system calls :func:`aggregate_period` once per period type (each in its own
-transaction, which for the incremental scope also advances that type's refresh state),
-:func:`snapshot_changes` before the first one and :func:`commit_changes` in its final
-transaction. Nothing here commits; the SQL lives in ``repository``/``statements``.
+:func:`aggregate_period` plans the period type's writes (``aggregation.writes``, pure) and has
+the repository execute them; in the same transaction, the incremental scope advances that
+type's refresh state and a range or as-of scope records what it covered. The job runner
+(``jobs.runner``) orchestrates several period types: :func:`snapshot_changes` first,
+:func:`aggregate_period` once per period type, each in its own transaction and session, then
+:func:`commit_changes` in its final transaction. Nothing here commits; the SQL lives in
+``aggregation.sql``, run by ``repository``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from dbsize.aggregation.plan import InvalidScope, WindowPlan, window_plan
+from dbsize.aggregation.changes import ChangeRepository
+from dbsize.aggregation.plan import InvalidScope, window_plan
 from dbsize.aggregation.repository import (
     INCREMENTAL_SETTINGS,
     STATEMENT_SETTINGS,
     AggregationRepository,
+    WriteContext,
 )
 from dbsize.aggregation.schemas import (
     AggregationScope,
@@ -35,7 +39,7 @@ from dbsize.aggregation.schemas import (
     PeriodType,
     ScopeKind,
 )
-from dbsize.db import session_scope
+from dbsize.aggregation.writes import plan_targets, plan_window
 
 # SQLSTATEs worth retrying: the same work can succeed later unchanged.
 _TRANSIENT_SQLSTATES = frozenset(
@@ -177,12 +181,14 @@ async def aggregate_period(
                 assert scope.change_watermark is not None  # _validate
                 # With the rows it describes: this period type has aggregated every change up
                 # to the watermark, in the same commit (or rollback) as its rows.
-                await repo.advance_refresh_state(period_type, requested, scope.change_watermark)
+                await ChangeRepository(session).advance_refresh_state(
+                    period_type, requested, scope.change_watermark
+                )
             elif scope.change_watermark is not None and written.window is not None:
                 # The same rule for a window scope: every period of the window (and the one
                 # after it) was recomputed from samples that include every change up to the
                 # snapshot, so the changes within the window are aggregated for this type.
-                await repo.record_coverage(
+                await ChangeRepository(session).record_coverage(
                     period_type, requested, written.window, scope.change_watermark, job_id
                 )
             await repo.restore_settings(previous)
@@ -205,75 +211,6 @@ async def aggregate_period(
         duration_ms=_elapsed_ms(started),
         started_at=started_at,
     )
-
-
-MayStart = Callable[[PeriodType], Awaitable[bool]]
-BeforeCommit = Callable[[AsyncSession, PeriodResult], Awaitable[None]]
-
-
-async def aggregate_periods(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    period_types: Sequence[PeriodType],
-    scope: AggregationScope,
-    instance_ids: Sequence[int],
-    *,
-    job_id: uuid.UUID | None,
-    today: date,
-    trend_threshold_percent: float = 5.0,
-    concurrency: int = 1,
-    may_start: MayStart | None = None,
-    before_commit: BeforeCommit | None = None,
-) -> list[PeriodResult]:
-    """Run :func:`aggregate_period` for each period type, each in its own transaction and
-    session, up to ``concurrency`` at once (no period type reads another's rows).
-
-    ``may_start(period_type)`` is awaited before a period starts; False skips it (a cancel),
-    and that period has no result. ``before_commit(session, result)`` runs inside the period's
-    transaction and may raise to roll it back (a lost lease). Results come back in the order of
-    ``period_types``. If any period raises, the others are cancelled and the error propagates.
-    """
-    slots = asyncio.Semaphore(max(1, concurrency))
-
-    async def one(period_type: PeriodType) -> PeriodResult | None:
-        async with slots:
-            if may_start is not None and not await may_start(period_type):
-                return None
-            async with session_scope(sessionmaker) as session:
-                result = await aggregate_period(
-                    session,
-                    period_type,
-                    scope,
-                    instance_ids,
-                    job_id=job_id,
-                    today=today,
-                    trend_threshold_percent=trend_threshold_percent,
-                )
-                if before_commit is not None:
-                    await before_commit(session, result)
-            return result
-
-    # asyncio.Semaphore wakes waiters first in, first out: periods start in the given order.
-    tasks = [asyncio.create_task(one(period_type)) for period_type in period_types]
-    try:
-        results = await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    return [result for result in results if result is not None]
-
-
-# JIT compilation of a window statement costs 0.1-0.3 s (its cost estimate, inflated by
-# enable_nestloop = off, always asks for inlining and optimisation). It pays on a fleet-wide
-# chunk (a quarter of 1,000 instances: 11.7 s -> 9.7 s), not on a few instances: a 20-instance
-# quarter ran 0.1-0.25 s faster without it.
-JIT_MIN_INSTANCE_DAYS = 20_000
-
-
-def _worth_jit(instance_count: int, plan: WindowPlan) -> bool:
-    longest_read = max((c.read.end - c.read.start).days + 1 for c in plan.chunks)
-    return instance_count * longest_read >= JIT_MIN_INSTANCE_DAYS
 
 
 def _elapsed_ms(started: float) -> float:
@@ -301,89 +238,37 @@ async def _write(
     trend_threshold_percent: float,
     progress: _Progress,
 ) -> _Written:
+    """Plan the period type's writes (``aggregation.writes``, pure), execute them in order,
+    and say which requested instances have statistics."""
+    context = WriteContext(instance_ids, today, job_id, trend_threshold_percent)
     if scope.kind is ScopeKind.incremental:
-        return await _write_incremental(
-            repo,
-            period_type,
-            scope,
-            instance_ids,
-            job_id=job_id,
-            today=today,
-            trend_threshold_percent=trend_threshold_percent,
-            progress=progress,
+        assert scope.change_watermark is not None  # _validate
+        targets = await repo.incremental_targets(
+            period_type, instance_ids, scope.change_watermark, today
         )
-    plan = window_plan(period_type, scope, instance_count=len(instance_ids))
-    database_rows = instance_rows = 0
-    if instance_ids:
-        worth_jit = _worth_jit(len(instance_ids), plan)
-        # Daily database rows are samples copied with one subtraction: nothing for JIT to speed
-        # up, and its estimate made it inline and optimise (0.4 s of compilation per chunk).
-        await repo.use_jit(worth_jit and period_type is not PeriodType.daily)
-        progress.level = Level.database
-        for chunk in plan.chunks:
-            database_rows += await repo.merge_database_window(
-                period_type,
-                instance_ids,
-                chunk.read,
-                chunk.write_start,
-                today=today,
-                job_id=job_id,
-            )
-        await repo.use_jit(worth_jit)
-        progress.level = Level.instance
-        for chunk in plan.chunks:
-            instance_rows += await repo.merge_instance_window(
-                period_type,
-                instance_ids,
-                chunk.read,
-                chunk.write_start,
-                today=today,
-                job_id=job_id,
-                trend_threshold_percent=trend_threshold_percent,
-            )
-        progress.level = None
-    covered = await repo.instances_with_rows(period_type, instance_ids, plan.window)
-    return _Written(database_rows, instance_rows, plan.window, frozenset(covered))
-
-
-async def _write_incremental(
-    repo: AggregationRepository,
-    period_type: PeriodType,
-    scope: AggregationScope,
-    instance_ids: tuple[int, ...],
-    *,
-    job_id: uuid.UUID | None,
-    today: date,
-    trend_threshold_percent: float,
-    progress: _Progress,
-) -> _Written:
-    assert scope.change_watermark is not None  # _validate
-    watermark = scope.change_watermark
-    targets = await repo.incremental_targets(period_type, instance_ids, watermark, today)
-    database_rows = instance_rows = 0
-    if targets.count:
-        progress.level = Level.database
-        database_rows = await repo.merge_database_targets(
-            period_type, instance_ids, targets, today=today, job_id=job_id
-        )
-        progress.level = Level.instance
-        instance_rows = await repo.merge_instance_targets(
-            period_type,
-            instance_ids,
-            targets,
-            today=today,
-            job_id=job_id,
-            trend_threshold_percent=trend_threshold_percent,
-        )
-        progress.level = None
+        context = replace(context, targets=targets)
+        planned = plan_targets(targets, today)
+        window = targets.window
+    else:
+        plan = window_plan(period_type, scope, instance_count=len(instance_ids))
+        planned = plan_window(period_type, plan, instance_ids)
+        window = plan.window
+    rows = dict.fromkeys(Level, 0)
+    for write in planned:
+        progress.level = write.level
+        rows[write.level] += await repo.execute(write, context)
+    progress.level = None
+    if context.targets is None:
+        covered = await repo.instances_with_rows(period_type, instance_ids, window)
+        return _Written(rows[Level.database], rows[Level.instance], window, frozenset(covered))
     # Every target instance has rows now: a target is a period with new samples (samples are
     # never deleted), or a stored one. Only the others are looked up: one with statistics but
     # nothing pending is up to date, covered, not skipped. (Probing all of them cost 5-90 ms
     # a night: the first daily row of each instance was a page read of its own.)
-    with_targets = set(targets.arrays.get("t_instance", ()))
+    with_targets = set(context.targets.arrays.get("t_instance", ()))
     others = [i for i in instance_ids if i not in with_targets]
     covered = with_targets | await repo.instances_with_rows(period_type, others, None)
-    return _Written(database_rows, instance_rows, targets.window, frozenset(covered))
+    return _Written(rows[Level.database], rows[Level.instance], window, frozenset(covered))
 
 
 async def snapshot_changes(session: AsyncSession, scope: AggregationScope) -> AggregationScope:
@@ -393,7 +278,7 @@ async def snapshot_changes(session: AsyncSession, scope: AggregationScope) -> Ag
     For an incremental scope these are the changes it reads; for a range or as-of scope, the
     changes it consumes where it covers them (every one committed before the snapshot, so
     every statement of the job reads its samples)."""
-    watermark = await AggregationRepository(session).settled_change_watermark()
+    watermark = await ChangeRepository(session).settled_change_watermark()
     return replace(scope, change_watermark=watermark)
 
 
@@ -423,4 +308,4 @@ async def commit_changes(
         for instance_id in (*result.instance_ids, *result.instance_ids_without_samples)
     }
     if advanced:
-        await AggregationRepository(session).delete_consumed_changes(advanced)
+        await ChangeRepository(session).delete_consumed_changes(advanced)

@@ -2,11 +2,13 @@
 
 1. claim it (queued -> running, with a fresh lease token), start a heartbeat, and mark its
    records running in a side transaction;
-2. take the instance locks, then await each period's calculation in its own transaction,
-   ``DBSIZE_JOB_PERIOD_CONCURRENCY`` at a time, collecting one PeriodResult per period (period
-   calculations never touch sync records; no period type reads another's rows);
+2. take the instance locks, snapshot the sample changes, then await each period's calculation
+   in its own transaction (:func:`aggregate_periods`), ``DBSIZE_JOB_PERIOD_CONCURRENCY`` at a
+   time, collecting one PeriodResult per period (period calculations never touch sync records;
+   no period type reads another's rows);
 3. in ONE transaction: write the PeriodResults, settle every sync record from them with one
-   set-based statement, and set the final status with counters derived from the records.
+   set-based statement, delete the sample changes every period type has aggregated, and set
+   the final status with counters derived from the records.
 
 Every write after the claim is fenced by the lease token: an attempt that lost its lease (the
 sweeper gave the job to another worker) cannot commit anything.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -27,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dbsize.aggregation.schemas import AggregationScope, PeriodResult, PeriodType, ScopeKind
 from dbsize.aggregation.service import (
-    aggregate_periods,
+    aggregate_period,
     commit_changes,
     is_transient_db_error,
     snapshot_changes,
@@ -42,6 +44,64 @@ from dbsize.jobs.service import Clock, utc_now
 from dbsize.logging import get_logger
 
 log = get_logger("dbsize.jobs")
+
+
+MayStart = Callable[[PeriodType], Awaitable[bool]]
+BeforeCommit = Callable[[AsyncSession, PeriodResult], Awaitable[None]]
+
+
+async def aggregate_periods(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    period_types: Sequence[PeriodType],
+    scope: AggregationScope,
+    instance_ids: Sequence[int],
+    *,
+    job_id: uuid.UUID | None,
+    today: date,
+    trend_threshold_percent: float = 5.0,
+    concurrency: int = 1,
+    may_start: MayStart | None = None,
+    before_commit: BeforeCommit | None = None,
+) -> list[PeriodResult]:
+    """Run ``aggregate_period`` for each period type, each in its own transaction and
+    session, up to ``concurrency`` at once (no period type reads another's rows). The engine
+    computes one period type in one transaction; running several is the job's business.
+
+    ``may_start(period_type)`` is awaited before a period starts; False skips it (a cancel),
+    and that period has no result. ``before_commit(session, result)`` runs inside the period's
+    transaction and may raise to roll it back (a lost lease). Results come back in the order of
+    ``period_types``. If any period raises, the others are cancelled and the error propagates.
+    """
+    slots = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(period_type: PeriodType) -> PeriodResult | None:
+        async with slots:
+            if may_start is not None and not await may_start(period_type):
+                return None
+            async with session_scope(sessionmaker) as session:
+                result = await aggregate_period(
+                    session,
+                    period_type,
+                    scope,
+                    instance_ids,
+                    job_id=job_id,
+                    today=today,
+                    trend_threshold_percent=trend_threshold_percent,
+                )
+                if before_commit is not None:
+                    await before_commit(session, result)
+            return result
+
+    # asyncio.Semaphore wakes waiters first in, first out: periods start in the given order.
+    tasks = [asyncio.create_task(one(period_type)) for period_type in period_types]
+    try:
+        results = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return [result for result in results if result is not None]
 
 
 class LeaseLost(Exception):
