@@ -56,9 +56,9 @@ from dbsize import periods
 from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggregation
 from dbsize.aggregation.schemas import AggregationScope, PeriodResult, PeriodType, ScopeKind
 from dbsize.aggregation.service import commit_changes, prepare_incremental
-from dbsize.jobs.runner import aggregate_periods
 from dbsize.config import Settings
 from dbsize.db import create_engine, create_sessionmaker
+from dbsize.jobs.runner import aggregate_periods
 from dbsize.migrate import create_and_upgrade, drop_database
 from dbsize.samples.models import SizeSample
 

@@ -9,8 +9,9 @@ in production), then
    same state (hint bits set, statistics current);
 2. the limit: a bare ``SELECT … GROUP BY`` per period on the representation the engine reads
    (the samples' bigint thousandths, decision 0006; the numeric ``size_mb`` is printed beside
-   it), warmed by one untimed pass, then timed with PostgreSQL's default (parallel) plans and
-   serially; the honest limit is the sum over the four periods of the faster of the two;
+   it), with the engine's ``work_mem``, warmed by one untimed pass, then timed with
+   PostgreSQL's default (parallel) plans and serially; the honest limit is the sum over the four
+   periods of the faster of the two;
 3. the backfill: a range job over the whole history, as the job runs it (snapshot of the
    changes, one transaction per period type, ``DBSIZE_JOB_PERIOD_CONCURRENCY`` at once, then
    the final transaction that deletes the changes it consumed), into empty tables;
@@ -45,6 +46,7 @@ from aggregation import (
     run_incremental,
     run_periods,
 )
+from dbsize.aggregation.repository import STATEMENT_SETTINGS
 from dbsize.aggregation.schemas import AggregationScope, PeriodType, ScopeKind
 from dbsize.aggregation.service import commit_changes, snapshot_changes
 from dbsize.db import session_scope
@@ -166,11 +168,16 @@ async def limit(conn: asyncpg.Connection) -> dict[str, dict[str, dict[PeriodType
     out: dict[str, dict[str, dict[PeriodType, float]]] = {}
     for label, column in REPRESENTATIONS.items():
         out[label] = {}
-        for start in TRUNC.values():
-            await conn.fetchval(BARE.format(start=start, column=column))  # warm
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL work_mem = '{STATEMENT_SETTINGS['work_mem']}'")
+            for start in TRUNC.values():
+                await conn.fetchval(BARE.format(start=start, column=column))  # warm
         for plan in ("parallel", "serial"):
             times: dict[PeriodType, float] = {}
             async with conn.transaction():
+                # The engine's memory for its hash aggregates (repository.STATEMENT_SETTINGS):
+                # at the default 4 MB a day's groups spill to disk.
+                await conn.execute(f"SET LOCAL work_mem = '{STATEMENT_SETTINGS['work_mem']}'")
                 if plan == "serial":
                     await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
                 for period_type, start in TRUNC.items():
