@@ -4,7 +4,7 @@ Periods are identified by their first day. Weeks are ISO weeks (Monday to Sunday
 quarters are calendar months and quarters. Dates are calendar dates already in the configured
 time zone (``DBSIZE_TIMEZONE``); :func:`today_in` turns an instant into such a date.
 
-The SQL side (``aggregation.statements``) has the same rules written as ``date_trunc``
+The SQL side (``aggregation.sql``) has the same rules written as ``date_trunc``
 expressions; a test checks the two agree.
 """
 

@@ -1,6 +1,6 @@
 """SQLAlchemy models of the aggregation tables (created by migration 0002_aggregation).
 
-The engine writes these tables with set-based SQL (``aggregation.statements``); the models are
+The engine writes these tables with set-based SQL (``aggregation.sql``); the models are
 for reading them and for tests. Both tables are LIST-partitioned by ``period_type``.
 """
 
