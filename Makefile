@@ -2,6 +2,9 @@
 VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
+# Debian's chromium, driven by the browser tests (see the rule below).
+CHROMIUM ?= /usr/bin/chromium
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint typecheck pytest openapi bench clean
 
@@ -34,8 +37,16 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-pytest: $(BIN)/.installed
+pytest: $(BIN)/.installed $(CHROMIUM)
 	$(BIN)/pytest
+
+# The browser tests drive Debian's chromium through Playwright's executable_path (Playwright's
+# own browser download cannot work on these machines), so a fresh machine installs the package.
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { \
+	  echo "the browser tests need $(CHROMIUM): install your system's chromium package" >&2; exit 1; }
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium
 
 openapi: $(BIN)/.installed
 	$(BIN)/dbsize openapi > openapi.yaml.tmp && mv openapi.yaml.tmp openapi.yaml

@@ -20,6 +20,8 @@ from dbsize.keys.auth import declare_auth_responses
 from dbsize.keys.endpoints import router as keys_router
 from dbsize.redis import create_arq_redis
 from dbsize.samples.endpoints import router as samples_router
+from dbsize.ui.endpoints import router as ui_router
+from dbsize.ui.static import STATIC_DIR, CachedStaticFiles
 
 DESCRIPTION = """
 Database-capacity statistics: collectors post daily size samples; aggregation jobs turn them into
@@ -65,4 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     for router in (health_router, instances_router, samples_router, jobs_router, keys_router):
         app.include_router(declare_auth_responses(router))
+    # The dashboard: page shells (no data, so no key) and their static files.
+    app.include_router(ui_router)
+    app.mount("/ui/static", CachedStaticFiles(directory=STATIC_DIR), name="ui-static")
     return app

@@ -30,6 +30,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope | None] = {
     ("GET", "/v1/instances/{instance_id}/size-samples"): R,
     ("POST", "/v1/aggregation-jobs"): W,
     ("GET", "/v1/aggregation-jobs"): R,
+    ("GET", "/v1/aggregation-jobs/status-counts"): R,
     ("GET", "/v1/aggregation-jobs/{job_id}"): R,
     ("GET", "/v1/aggregation-jobs/{job_id}/instances"): R,
     ("GET", "/v1/aggregation-jobs/{job_id}/events"): R,
@@ -38,6 +39,11 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope | None] = {
     ("POST", "/v1/keys"): A,
     ("GET", "/v1/keys"): A,
     ("DELETE", "/v1/keys/{public_id}"): A,
+    # The dashboard's page shells: no data in them, the browser fetches it with the user's key.
+    ("GET", "/"): None,
+    ("GET", "/ui"): None,
+    ("GET", "/ui/jobs"): None,
+    ("GET", "/ui/jobs/{job_id}"): None,
 }
 
 # Values for path parameters: nothing exists, so an admitted caller gets a 404/422, never data.

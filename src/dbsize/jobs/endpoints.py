@@ -36,6 +36,7 @@ from dbsize.jobs.schemas import (
     JobProgress,
     JobRead,
     JobRecordRead,
+    JobStatusCounts,
     PeriodResultRead,
 )
 from dbsize.jobs.service import JobService, Submission
@@ -230,6 +231,22 @@ async def list_jobs(
         else None
     )
     return Page(items=views, next_cursor=next_cursor, limit=limit)
+
+
+@router.get("/status-counts", response_model=JobStatusCounts, dependencies=[requires(Scope.read)])
+async def count_jobs_by_status(
+    request: Request,
+    trigger: Trigger | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> JobStatusCounts:
+    """How many jobs are in each status, with the job list's other filters (for dashboards)."""
+    async with session_scope(request.app.state.sessionmaker) as session:
+        counts = await JobRepository(session).count_by_status(
+            trigger=trigger, created_after=created_after, created_before=created_before
+        )
+    every = {status: counts.get(status, 0) for status in JobStatus}
+    return JobStatusCounts(counts=every, total=sum(every.values()))
 
 
 @router.get(

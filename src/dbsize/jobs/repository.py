@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -206,13 +206,23 @@ class JobRepository:
             )
         if status:
             query = query.where(AggregationJob.status == status)
-        if trigger:
-            query = query.where(AggregationJob.trigger == trigger)
-        if created_after:
-            query = query.where(AggregationJob.created_at >= created_after)
-        if created_before:
-            query = query.where(AggregationJob.created_at < created_before)
+        query = query.where(*_created_and_trigger(trigger, created_after, created_before))
         return (await self.session.execute(query)).scalars().all()
+
+    async def count_by_status(
+        self,
+        *,
+        trigger: str | None,
+        created_after: datetime | None,
+        created_before: datetime | None,
+    ) -> dict[str, int]:
+        """Jobs per status under the list's filters (statuses with no job are absent)."""
+        rows = await self.session.execute(
+            select(AggregationJob.status, func.count())
+            .where(*_created_and_trigger(trigger, created_after, created_before))
+            .group_by(AggregationJob.status)
+        )
+        return {row[0]: row[1] for row in rows}
 
     async def list_records(
         self, job_id: uuid.UUID, *, status: str | None, after_instance_id: int | None, limit: int
@@ -466,3 +476,17 @@ class JobRepository:
             AggregationJob.updated_at < text(f"now() - interval '{float(seconds)} seconds'"),
         )
         return (await self.session.execute(query)).scalars().all()
+
+
+def _created_and_trigger(
+    trigger: str | None, created_after: datetime | None, created_before: datetime | None
+) -> list[ColumnElement[bool]]:
+    """The job list's filters other than status, shared by the list and its counts."""
+    conditions: list[ColumnElement[bool]] = []
+    if trigger:
+        conditions.append(AggregationJob.trigger == trigger)
+    if created_after:
+        conditions.append(AggregationJob.created_at >= created_after)
+    if created_before:
+        conditions.append(AggregationJob.created_at < created_before)
+    return conditions

@@ -140,3 +140,28 @@ class JobRecordRead(BaseModel):
     failed_periods: list[PeriodType]
     error: str | None
     updated_at: datetime
+
+
+class JobStatusCounts(BaseModel):
+    """How many jobs are in each status, under the job list's filters other than status."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "counts": {
+                        "queued": 1,
+                        "running": 0,
+                        "succeeded": 41,
+                        "partial": 2,
+                        "failed": 0,
+                        "cancelled": 1,
+                    },
+                    "total": 45,
+                }
+            ]
+        }
+    )
+
+    counts: dict[JobStatus, int] = Field(description="Every status, zero where none.")
+    total: int

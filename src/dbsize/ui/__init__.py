@@ -1,0 +1,1 @@
+"""The dashboard: server-rendered page shells that the browser fills from the public API."""
