@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     long_poll_max_seconds: int = Field(default=30, ge=0)
     idempotency_key_ttl_hours: int = Field(default=24, ge=1)
 
+    # Read side: an instance or database with no sample for this many days is stale.
+    stale_after_days: int = Field(default=2, ge=0, le=3650)
+
     # Samples
     retention_months: int = Field(default=0, ge=0, description="0 keeps every partition")
     partitions_ahead_months: int = Field(default=3, ge=1)

@@ -20,6 +20,7 @@ from dbsize.keys.auth import declare_auth_responses
 from dbsize.keys.endpoints import router as keys_router
 from dbsize.redis import create_arq_redis
 from dbsize.samples.endpoints import router as samples_router
+from dbsize.statistics.endpoints import router as statistics_router
 from dbsize.ui.endpoints import router as ui_router
 from dbsize.ui.static import STATIC_DIR, CachedStaticFiles
 
@@ -65,7 +66,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_handlers(app)
-    for router in (health_router, instances_router, samples_router, jobs_router, keys_router):
+    for router in (
+        health_router,
+        instances_router,
+        samples_router,
+        jobs_router,
+        keys_router,
+        statistics_router,
+    ):
         app.include_router(declare_auth_responses(router))
     # The dashboard: page shells (no data, so no key) and their static files.
     app.include_router(ui_router)

@@ -55,3 +55,9 @@ def problem_declaration(description: str) -> dict[str, Any]:
             "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
         },
     }
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The problem responses one route can answer (503 is always possible: a backing server can
+    be down)."""
+    return {status: PROBLEM_RESPONSES[status] for status in (*statuses, 503)}

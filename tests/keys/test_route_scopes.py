@@ -44,6 +44,15 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope | None] = {
     ("GET", "/ui"): None,
     ("GET", "/ui/jobs"): None,
     ("GET", "/ui/jobs/{job_id}"): None,
+    ("GET", "/v1/statistics/databases"): R,
+    ("GET", "/v1/statistics/instances"): R,
+    ("GET", "/v1/instances/{instance_id}/statistics"): R,
+    ("GET", "/v1/instances/{instance_id}/databases/{database_name}/statistics"): R,
+    ("GET", "/v1/statistics/top"): R,
+    ("GET", "/v1/forecast"): R,
+    ("GET", "/v1/freshness"): R,
+    ("PUT", "/v1/instances/{instance_id}/databases/{database_name}/capacity"): W,
+    ("DELETE", "/v1/instances/{instance_id}/databases/{database_name}/capacity"): W,
 }
 
 # Values for path parameters: nothing exists, so an admitted caller gets a 404/422, never data.
@@ -51,6 +60,7 @@ PATH_VALUES = {
     "{instance_id}": "987654",
     "{job_id}": str(uuid.UUID(int=7)),
     "{public_id}": "nosuchkey",
+    "{database_name}": "nosuchdatabase",
 }
 # A body no route accepts: an admitted caller gets a 422 and nothing is created.
 PROBE_BODY = {"probe_field_no_route_accepts": True}

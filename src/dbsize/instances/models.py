@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, Integer, String, Text, text
+from sqlalchemy import Boolean, CheckConstraint, Integer, Numeric, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -39,6 +40,7 @@ class Instance(TimestampMixin, Base):
         ),
         CheckConstraint("connect_timeout_seconds BETWEEN 1 AND 300", name="connect_timeout"),
         CheckConstraint("statement_timeout_seconds BETWEEN 1 AND 86400", name="statement_timeout"),
+        CheckConstraint("capacity_mb IS NULL OR capacity_mb > 0", name="capacity_mb"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -68,6 +70,8 @@ class Instance(TimestampMixin, Base):
         Integer, nullable=False, server_default=text("300")
     )
     collect: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    # Disk or quota in MB: the forecast's default threshold for the instance (read_side).
+    capacity_mb: Mapped[Decimal | None] = mapped_column(Numeric(24, 3))
 
     @property
     def password_set(self) -> bool:

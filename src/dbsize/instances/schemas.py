@@ -1,13 +1,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from dbsize.decimals import JsonDecimal
 from dbsize.instances.models import DbType, TlsMode
 
 _NAME = Field(min_length=1, max_length=255, examples=["pg-orders-01"])
+_CAPACITY_DESCRIPTION = "Disk or quota in MB: the capacity forecast's default threshold."
+
+
+def _capacity() -> Decimal | None:
+    return Field(
+        default=None, gt=0, le=Decimal("1e15"), decimal_places=3, description=_CAPACITY_DESCRIPTION
+    )
+
 
 PASSWORD_DESCRIPTION = (
     "Write-only: stored encrypted (DBSIZE_SECRET_KEY) and never returned; `password_set` says "
@@ -51,6 +61,7 @@ class InstanceCreate(ConnectionFields):
                     "host": "10.0.4.21",
                     "port": 5432,
                     "environment": "production",
+                    "capacity_mb": 512000,
                 }
             ]
         },
@@ -62,6 +73,7 @@ class InstanceCreate(ConnectionFields):
     port: int | None = Field(default=None, ge=1, le=65535)
     environment: str | None = Field(default=None, max_length=64)
     tags: dict[str, Any] = Field(default_factory=dict)
+    capacity_mb: Decimal | None = _capacity()
 
     @field_validator("name")
     @classmethod
@@ -75,7 +87,9 @@ class InstanceCreate(ConnectionFields):
 class InstanceUpdate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"is_active": False}, {"host": "10.0.4.22"}]},
+        json_schema_extra={
+            "examples": [{"is_active": False}, {"host": "10.0.4.22"}, {"capacity_mb": 1024000}]
+        },
     )
 
     name: str | None = Field(default=None, min_length=1, max_length=255)
@@ -102,6 +116,8 @@ class InstanceUpdate(BaseModel):
             raise ValueError(f"{', '.join(nulled)} cannot be null")
         return self
 
+    capacity_mb: Decimal | None = _capacity()
+
 
 class InstanceRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -121,5 +137,6 @@ class InstanceRead(BaseModel):
     connect_timeout_seconds: int
     statement_timeout_seconds: int
     collect: bool
+    capacity_mb: JsonDecimal | None = Field(description=_CAPACITY_DESCRIPTION)
     created_at: datetime
     updated_at: datetime

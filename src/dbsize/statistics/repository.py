@@ -1,0 +1,249 @@
+"""Every read of the aggregation tables (statistics lists, series, top growers, ETag versions).
+
+Reads go through this module only, so a change in how the engine stores rows (e.g. the daily
+database rows) is a change here. Each method is one set-based statement; lists use keyset
+pagination on (sort value, key), NULLs last in both directions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggregation
+from dbsize.aggregation.schemas import PeriodType
+from dbsize.instances.models import Instance
+from dbsize.jobs.models import AggregationJob
+from dbsize.statistics.schemas import GrowthMeasure, SortField, SortOrder, StatisticsLevel
+
+DB = DatabaseSizeAggregation
+INST = InstanceSizeAggregation
+
+
+@dataclass(frozen=True)
+class StatisticsFilter:
+    period_type: PeriodType
+    instance_ids: tuple[int, ...] = ()
+    db_type: str | None = None
+    environment: str | None = None
+    database_name: str | None = None
+    database_name_prefix: str | None = None
+    database_name_contains: str | None = None
+    start: date | None = None
+    end: date | None = None
+    complete: bool | None = None
+    latest: bool = False
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """Where the previous page ended: the sort value (None: among the NULLs) and the row key."""
+
+    value: Any
+    key: tuple[Any, ...]
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+
+
+def _key_columns(model: type[DB] | type[INST]) -> list[Any]:
+    if model is DB:
+        return [DB.instance_id, DB.database_name, DB.period_start]
+    return [INST.instance_id, INST.period_start]
+
+
+def _filtered(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any]:
+    """The rows in scope with their instance's name (the instance filters apply here too)."""
+    query = (
+        select(*model.__table__.columns, Instance.name.label("instance_name"))
+        .join(Instance, Instance.id == model.instance_id)
+        .where(model.period_type == flt.period_type.value)
+    )
+    conditions: list[ColumnElement[bool]] = []
+    if flt.instance_ids:
+        conditions.append(model.instance_id.in_(flt.instance_ids))
+    if flt.db_type is not None:
+        conditions.append(Instance.db_type == flt.db_type)
+    if flt.environment is not None:
+        conditions.append(Instance.environment == flt.environment)
+    if flt.start is not None:
+        conditions.append(model.period_start >= flt.start)
+    if flt.end is not None:
+        conditions.append(model.period_start <= flt.end)
+    if flt.complete is not None:
+        conditions.append(model.is_complete == flt.complete)
+    if model is DB:
+        if flt.database_name is not None:
+            conditions.append(DB.database_name == flt.database_name)
+        if flt.database_name_prefix:
+            pattern = _like_escaped(flt.database_name_prefix) + "%"
+            conditions.append(DB.database_name.like(pattern, escape="\\"))
+        if flt.database_name_contains:
+            pattern = "%" + _like_escaped(flt.database_name_contains) + "%"
+            conditions.append(DB.database_name.ilike(pattern, escape="\\"))
+    return query.where(*conditions)
+
+
+def _keyset_condition(
+    sort_col: Any, keys: list[Any], order: SortOrder, after: Keyset
+) -> ColumnElement[bool]:
+    """Rows after ``after`` in the order (sort value NULLs last, then the key, one direction)."""
+
+    def beyond(left: Any, right: Any) -> ColumnElement[bool]:
+        return left > right if order is SortOrder.asc else left < right  # type: ignore[no-any-return]
+
+    key_after = beyond(tuple_(*keys), tuple_(*[literal(v) for v in after.key]))
+    if after.value is None:
+        return and_(sort_col.is_(None), key_after)
+    value_after = beyond(tuple_(sort_col, *keys), tuple_(literal(after.value), *after.key))
+    return or_(sort_col.is_(None), and_(sort_col.is_not(None), value_after))
+
+
+class StatisticsRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def list_rows(
+        self,
+        level: StatisticsLevel,
+        flt: StatisticsFilter,
+        *,
+        sort: SortField,
+        order: SortOrder,
+        after: Keyset | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """One page of statistics rows (``limit`` rows; ask one more to know there is a next)."""
+        model: type[DB] | type[INST] = DB if level is StatisticsLevel.database else INST
+        scope = _filtered(model, flt)
+        if flt.latest:
+            # The latest period per key among the rows in scope (keys' latest periods differ).
+            partition = [model.instance_id] + ([DB.database_name] if model is DB else [])
+            newest = func.max(model.period_start).over(partition_by=partition)
+            ranked = scope.add_columns(newest.label("newest_start")).subquery()
+            inner = select(ranked).where(ranked.c.period_start == ranked.c.newest_start)
+            scope_sq = inner.subquery()
+        else:
+            scope_sq = scope.subquery()
+        columns = scope_sq.c
+        sort_col = columns[sort.value]
+        keys = [columns[c.key] for c in _key_columns(model)]
+        query = select(scope_sq)
+        if after is not None:
+            query = query.where(_keyset_condition(sort_col, keys, order, after))
+        ordered = [c.asc() if order is SortOrder.asc else c.desc() for c in (sort_col, *keys)]
+        query = query.order_by(sort_col.is_(None), *ordered).limit(limit)
+        rows = (await self.session.execute(query)).mappings().all()
+        return [dict(row) for row in rows]
+
+    async def instance_name(self, instance_id: int) -> str | None:
+        name: str | None = await self.session.scalar(
+            select(Instance.name).where(Instance.id == instance_id)
+        )
+        return name
+
+    async def instance_series(
+        self, instance_id: int, period_type: PeriodType, start: date | None, end: date | None
+    ) -> list[dict[str, Any]]:
+        flt = StatisticsFilter(period_type, (instance_id,), start=start, end=end)
+        query = _filtered(INST, flt).order_by(INST.period_start)
+        return [dict(row) for row in (await self.session.execute(query)).mappings()]
+
+    async def database_series(
+        self,
+        instance_id: int,
+        period_type: PeriodType,
+        start: date | None,
+        end: date | None,
+        database_name: str | None = None,
+    ) -> list[dict[str, Any]]:
+        flt = StatisticsFilter(
+            period_type, (instance_id,), start=start, end=end, database_name=database_name
+        )
+        query = _filtered(DB, flt).order_by(DB.database_name, DB.period_start)
+        return [dict(row) for row in (await self.session.execute(query)).mappings()]
+
+    async def database_known(self, instance_id: int, database_name: str) -> bool:
+        query = select(
+            exists().where(DB.instance_id == instance_id, DB.database_name == database_name)
+        )
+        return bool(await self.session.scalar(query))
+
+    async def newest_period(self, period_type: PeriodType, *, complete: bool) -> date | None:
+        """The newest period of this type with a row (a complete one when ``complete``); the
+        instance level has every period any database has, and an index on it."""
+        query = select(func.max(INST.period_start)).where(
+            INST.period_type == period_type.value, INST.is_complete if complete else true()
+        )
+        newest: date | None = await self.session.scalar(query)
+        return newest
+
+    async def top(
+        self,
+        level: StatisticsLevel,
+        flt: StatisticsFilter,
+        *,
+        period_start: date,
+        previous_start: date,
+        by: GrowthMeasure,
+        n: int,
+    ) -> list[dict[str, Any]]:
+        """The ``n`` largest values of ``by`` in one period, NULLs last, with the previous
+        period's average of the same key."""
+        model: type[DB] | type[INST] = DB if level is StatisticsLevel.database else INST
+        scope = _filtered(model, flt).where(model.period_start == period_start).subquery()
+        previous = aliased(model)
+        joins = [
+            previous.instance_id == scope.c.instance_id,
+            previous.period_type == flt.period_type.value,
+            previous.period_start == previous_start,
+        ]
+        if model is DB:
+            joins.append(previous.database_name == scope.c.database_name)  # type: ignore[union-attr]
+        measure = scope.c[by.value]
+        keys = [scope.c[c.key] for c in _key_columns(model)]
+        query = (
+            select(scope, previous.avg_size_mb.label("previous_avg_size_mb"))
+            .outerjoin(previous, and_(*joins))
+            .order_by(measure.is_(None), measure.desc(), *keys)
+            .limit(n)
+        )
+        return [dict(row) for row in (await self.session.execute(query)).mappings()]
+
+    async def statistics_version(
+        self, period_types: Sequence[PeriodType]
+    ) -> tuple[datetime | None, ...]:
+        """The newest ``computed_at`` per period type (one backward index probe each) and the
+        newest finished job. A period's statistics are written by jobs, both levels in one
+        transaction; an instance row is rewritten whenever its databases' sizes change, and
+        the job's end covers what it does not show (a database's data or log size alone)."""
+        probes: list[Any] = [
+            select(func.max(INST.computed_at)).where(INST.period_type == p.value).scalar_subquery()
+            for p in period_types
+        ]
+        probes.append(select(func.max(AggregationJob.finished_at)).scalar_subquery())
+        row = (await self.session.execute(select(*probes))).one()
+        return tuple(row)
+
+    async def instances_version(self) -> tuple[Any, ...]:
+        """Instance names, types and environments appear in (and filter) every read."""
+        query = select(func.max(Instance.updated_at), func.count()).select_from(Instance)
+        return tuple((await self.session.execute(query)).one())

@@ -1,0 +1,349 @@
+"""Read-side rules: 404 for an unknown instance, cursors, the forecast's statuses and ranking,
+and the version each ETag derives from. Queries live in the repositories; HTTP in endpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dbsize.aggregation.schemas import PeriodType
+from dbsize.errors import InvalidInput, NotFound
+from dbsize.instances.service import InstanceService
+from dbsize.pagination import Page, decode_cursor, encode_cursor
+from dbsize.periods import previous_period_start
+from dbsize.statistics.fleet import FleetRepository
+from dbsize.statistics.forecast import Fit, ForecastStatus, Projection, classify
+from dbsize.statistics.repository import Keyset, StatisticsFilter, StatisticsRepository
+from dbsize.statistics.schemas import (
+    DatabaseCapacity,
+    DatabaseSeries,
+    DatabaseStatistics,
+    DatabaseStatisticsSeries,
+    Forecast,
+    ForecastRow,
+    Freshness,
+    GrowthMeasure,
+    InstanceSeries,
+    InstanceStatistics,
+    LastJob,
+    PendingChanges,
+    PeriodFreshness,
+    SortField,
+    SortOrder,
+    StaleInstance,
+    StatisticsLevel,
+    TopGrower,
+    TopGrowers,
+)
+
+# Forecast ranking: the most urgent first; within `ok` and `beyond_horizon`, the soonest first.
+_STATUS_RANK = {
+    ForecastStatus.exceeded: 0,
+    ForecastStatus.ok: 1,
+    ForecastStatus.beyond_horizon: 2,
+    ForecastStatus.stale: 3,
+    ForecastStatus.not_growing: 4,
+    ForecastStatus.insufficient_data: 5,
+    ForecastStatus.no_threshold: 6,
+}
+
+
+def version_tag(*parts: Any) -> str:
+    """A weak ETag from the (small) values a response depends on."""
+    digest = hashlib.sha256(repr(parts).encode()).hexdigest()[:24]
+    return f'W/"{digest}"'
+
+
+@dataclass(frozen=True)
+class ForecastQuery:
+    level: StatisticsLevel
+    threshold_mb: Decimal | None
+    horizon_days: int
+    window_days: int
+    instance_ids: tuple[int, ...]
+    db_type: str | None
+    environment: str | None
+    statuses: tuple[ForecastStatus, ...]
+
+
+def _sort_value(sort: SortField, raw: Any) -> Any:
+    if raw is None:
+        return None
+    try:
+        return date.fromisoformat(raw) if sort is SortField.period_start else Decimal(raw)
+    except (TypeError, ValueError, InvalidOperation) as exc:
+        raise InvalidInput("cursor is not a value this API returned") from exc
+
+
+def _keyset(cursor: str, level: StatisticsLevel, sort: SortField) -> Keyset:
+    if level is StatisticsLevel.database:
+        value, instance_id, name, start = decode_cursor(cursor, 4)
+        key: tuple[Any, ...] = (instance_id, name, start)
+    else:
+        value, instance_id, start = decode_cursor(cursor, 3)
+        key = (instance_id, start)
+    try:
+        key = (int(key[0]), *key[1:-1], date.fromisoformat(key[-1]))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("cursor is not a value this API returned") from exc
+    return Keyset(_sort_value(sort, value), key)
+
+
+def _cursor_of(row: dict[str, Any], level: StatisticsLevel, sort: SortField) -> str:
+    value = row[sort.value]
+    if level is StatisticsLevel.database:
+        return encode_cursor(value, row["instance_id"], row["database_name"], row["period_start"])
+    return encode_cursor(value, row["instance_id"], row["period_start"])
+
+
+def _forecast_row(row: dict[str, Any], projection: Projection) -> ForecastRow:
+    threshold = row["threshold_mb"]
+    return ForecastRow(
+        instance_id=row["instance_id"],
+        instance_name=row["instance_name"],
+        database_name=row["database_name"],
+        status=projection.status,
+        threshold_mb=threshold,
+        last_value_mb=row["last_value"],
+        last_sample_date=row["last_sample_date"],
+        points=row["points"],
+        slope_mb_per_day=row["slope"],
+        r2=row["r2"],
+        days_until_threshold=projection.days_until_threshold,
+        projected_date=projection.projected_date,
+        earliest_date=projection.earliest_date,
+    )
+
+
+def _fit(row: dict[str, Any]) -> Fit:
+    last_value = row["last_value"]
+    return Fit(
+        points=row["points"],
+        slope=row["slope"],
+        intercept=row["intercept"],
+        r2=row["r2"],
+        mean_x=row["mean_x"],
+        sxx=row["sxx"],
+        residual_ss=row["residual_ss"],
+        last_x=row["last_x"],
+        last_value=float(last_value) if last_value is not None else None,
+    )
+
+
+def forecast_order(row: ForecastRow) -> tuple[int, float, int, str]:
+    days = row.days_until_threshold
+    return (
+        _STATUS_RANK[row.status],
+        float(days) if days is not None else math.inf,
+        row.instance_id,
+        row.database_name or "",
+    )
+
+
+class StatisticsService:
+    def __init__(self, session: AsyncSession, *, today: date, stale_after_days: int) -> None:
+        self.session = session
+        self.repository = StatisticsRepository(session)
+        self.fleet = FleetRepository(session)
+        self.today = today
+        self.stale_after_days = stale_after_days
+
+    async def require_instance(self, instance_id: int) -> str:
+        name = await self.repository.instance_name(instance_id)
+        if name is None:
+            raise NotFound(f"instance {instance_id} does not exist")
+        return name
+
+    async def etag(
+        self, request_key: str, period_types: tuple[PeriodType, ...], *, forecast: bool = False
+    ) -> str:
+        statistics = await self.repository.statistics_version(period_types)
+        instances = await self.repository.instances_version()
+        extra: tuple[Any, ...] = ()
+        if forecast:
+            extra = (await self.fleet.capacities_version(), self.today)
+        return version_tag(request_key, statistics, instances, *extra)
+
+    async def list_page(
+        self,
+        level: StatisticsLevel,
+        flt: StatisticsFilter,
+        *,
+        sort: SortField,
+        order: SortOrder,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[Any]:
+        if level is StatisticsLevel.instance and (
+            flt.database_name or flt.database_name_prefix or flt.database_name_contains
+        ):
+            raise InvalidInput("database_name filters apply to database statistics only")
+        if level is StatisticsLevel.instance and sort is SortField.growth_mb_per_day:
+            raise InvalidInput("instance statistics have no growth_mb_per_day; sort by another")
+        after = _keyset(cursor, level, sort) if cursor else None
+        rows = await self.repository.list_rows(
+            level, flt, sort=sort, order=order, after=after, limit=limit + 1
+        )
+        model = DatabaseStatistics if level is StatisticsLevel.database else InstanceStatistics
+        items = [model.model_validate(row) for row in rows[:limit]]
+        next_cursor = _cursor_of(rows[limit - 1], level, sort) if len(rows) > limit else None
+        return Page(items=items, next_cursor=next_cursor, limit=limit)
+
+    async def instance_series(
+        self,
+        instance_id: int,
+        period_type: PeriodType,
+        start: date | None,
+        end: date | None,
+        *,
+        include_databases: bool,
+    ) -> InstanceSeries:
+        name = await self.require_instance(instance_id)
+        rows = await self.repository.instance_series(instance_id, period_type, start, end)
+        databases: list[DatabaseSeries] | None = None
+        if include_databases:
+            databases = []
+            for row in await self.repository.database_series(instance_id, period_type, start, end):
+                point = DatabaseStatistics.model_validate(row)
+                if not databases or databases[-1].database_name != point.database_name:
+                    databases.append(DatabaseSeries(database_name=point.database_name, series=[]))
+                databases[-1].series.append(point)
+        return InstanceSeries(
+            instance_id=instance_id,
+            instance_name=name,
+            period_type=period_type,
+            series=[InstanceStatistics.model_validate(row) for row in rows],
+            databases=databases,
+        )
+
+    async def database_series(
+        self,
+        instance_id: int,
+        database_name: str,
+        period_type: PeriodType,
+        start: date | None,
+        end: date | None,
+    ) -> DatabaseStatisticsSeries:
+        name = await self.require_instance(instance_id)
+        rows = await self.repository.database_series(
+            instance_id, period_type, start, end, database_name
+        )
+        if not rows and not await self.repository.database_known(instance_id, database_name):
+            raise NotFound(
+                f"instance {instance_id} has no statistics of database {database_name!r}"
+            )
+        return DatabaseStatisticsSeries(
+            instance_id=instance_id,
+            instance_name=name,
+            database_name=database_name,
+            period_type=period_type,
+            series=[DatabaseStatistics.model_validate(row) for row in rows],
+        )
+
+    async def top(
+        self, level: StatisticsLevel, flt: StatisticsFilter, *, by: GrowthMeasure, n: int
+    ) -> TopGrowers:
+        if level is StatisticsLevel.instance and by is GrowthMeasure.growth_mb_per_day:
+            raise InvalidInput("instance statistics have no growth_mb_per_day; use size_change_mb")
+        complete = flt.complete is True
+        newest = await self.repository.newest_period(flt.period_type, complete=complete)
+        items: list[TopGrower] = []
+        if newest is not None:
+            rows = await self.repository.top(
+                level,
+                flt,
+                period_start=newest,
+                previous_start=previous_period_start(flt.period_type, newest),
+                by=by,
+                n=n,
+            )
+            items = [
+                TopGrower.model_validate({"database_name": None, "growth_mb_per_day": None, **row})
+                for row in rows
+            ]
+        return TopGrowers(
+            period_type=flt.period_type, level=level, by=by, period_start=newest, items=items
+        )
+
+    async def forecast(self, query: ForecastQuery, *, cursor: str | None, limit: int) -> Forecast:
+        rows = await self.fleet.forecast_inputs(
+            query.level,
+            today=self.today,
+            window_days=query.window_days,
+            threshold_mb=query.threshold_mb,
+            instance_ids=query.instance_ids,
+            db_type=query.db_type,
+            environment=query.environment,
+        )
+        stale_before = self.today - timedelta(days=self.stale_after_days)
+        ranked = []
+        for row in rows:
+            threshold = row["threshold_mb"]
+            projection = classify(
+                _fit(row),
+                threshold=float(threshold) if threshold is not None else None,
+                today=self.today,
+                horizon_days=query.horizon_days,
+                last_sample_date=row["last_sample_date"],
+                stale_before=stale_before,
+            )
+            ranked.append(_forecast_row(row, projection))
+        counts = Counter(row.status for row in ranked)
+        chosen = [r for r in ranked if not query.statuses or r.status in query.statuses]
+        chosen.sort(key=forecast_order)
+        if cursor:
+            rank, days, instance_id, name = decode_cursor(cursor, 4)
+            after = (int(rank), math.inf if days is None else float(days), int(instance_id), name)
+            chosen = [r for r in chosen if forecast_order(r) > after]
+        page = chosen[:limit]
+        next_cursor = None
+        if len(chosen) > limit:
+            last = forecast_order(page[-1])
+            days_value = None if math.isinf(last[1]) else last[1]
+            next_cursor = encode_cursor(last[0], days_value, last[2], last[3])
+        return Forecast(
+            level=query.level,
+            today=self.today,
+            window_days=query.window_days,
+            horizon_days=query.horizon_days,
+            counts={status: counts.get(status, 0) for status in ForecastStatus},
+            items=page,
+            next_cursor=next_cursor,
+            limit=limit,
+        )
+
+    async def put_capacity(
+        self, instance_id: int, database_name: str, capacity_mb: Decimal
+    ) -> DatabaseCapacity:
+        await InstanceService(self.session).get(instance_id)
+        row = await self.fleet.put_capacity(instance_id, database_name, capacity_mb)
+        return DatabaseCapacity.model_validate(row)
+
+    async def delete_capacity(self, instance_id: int, database_name: str) -> None:
+        await InstanceService(self.session).get(instance_id)
+        if not await self.fleet.delete_capacity(instance_id, database_name):
+            raise NotFound(f"database {database_name!r} of instance {instance_id} has no capacity")
+
+    async def freshness(self) -> Freshness:
+        stale_before = self.today - timedelta(days=self.stale_after_days)
+        periods = await self.fleet.period_freshness()
+        return Freshness(
+            today=self.today,
+            stale_after_days=self.stale_after_days,
+            periods=[PeriodFreshness.model_validate(p) for p in periods],
+            last_succeeded_jobs=[
+                LastJob.model_validate(j) for j in await self.fleet.last_succeeded_jobs()
+            ],
+            stale_instances=[
+                StaleInstance.model_validate(s)
+                for s in await self.fleet.stale_instances(stale_before)
+            ],
+            pending_changes=PendingChanges.model_validate(await self.fleet.pending_changes()),
+        )

@@ -1,0 +1,180 @@
+"""Series ready to chart, top growers and database capacities."""
+
+from __future__ import annotations
+
+from httpx import AsyncClient
+
+from tests.statistics.conftest import Fleet
+
+
+class TestInstanceSeries:
+    async def test_rows_oldest_first_with_each_databases_series(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        response = await client.get(
+            f"/v1/instances/{fleet.orders_id}/statistics",
+            params={"period_type": "monthly", "include": "databases", "end": "2026-03-31"},
+        )
+        assert response.status_code == 200
+        body = response.json()
+        assert body["instance_name"] == "pg-orders"
+        assert [(r["period_start"], r["avg_size_mb"]) for r in body["series"]] == [
+            ("2026-01-01", 130.0),
+            ("2026-02-01", 165.0),  # (130 + 50 + 150) / 2 days
+            ("2026-03-01", 210.0),
+        ]
+        assert [
+            (d["database_name"], [r["avg_size_mb"] for r in d["series"]]) for d in body["databases"]
+        ] == [("orders", [105.0, 140.0, 170.0]), ("orders_log", [50.0, 50.0, 40.0])]
+
+    async def test_without_include_there_are_no_database_series(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        response = await client.get(
+            f"/v1/instances/{fleet.shop_id}/statistics", params={"period_type": "weekly"}
+        )
+        body = response.json()
+        assert body["databases"] is None
+        # Two samples in two weeks: two rows, never a row of zeros for the weeks between.
+        assert [r["period_start"] for r in body["series"]] == ["2026-01-12", "2026-02-09"]
+
+    async def test_unknown_instance_is_404(self, client: AsyncClient, fleet: Fleet) -> None:
+        response = await client.get("/v1/instances/999/statistics", params={"period_type": "daily"})
+        assert response.status_code == 404
+        assert response.json()["detail"] == "instance 999 does not exist"
+
+    async def test_bad_include_is_422(self, client: AsyncClient, fleet: Fleet) -> None:
+        response = await client.get(
+            f"/v1/instances/{fleet.orders_id}/statistics",
+            params={"period_type": "monthly", "include": "tables"},
+        )
+        assert response.status_code == 422
+
+
+class TestDatabaseSeries:
+    async def test_daily_series_has_only_days_with_samples(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        response = await client.get(
+            f"/v1/instances/{fleet.orders_id}/databases/orders_log/statistics",
+            params={"period_type": "daily"},
+        )
+        assert response.status_code == 200
+        assert [(r["period_start"], r["avg_size_mb"]) for r in response.json()["series"]] == [
+            ("2026-01-10", 50.0),
+            ("2026-02-10", 50.0),
+            ("2026-03-10", 40.0),
+        ]
+
+    async def test_known_database_outside_the_window_is_an_empty_series(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        response = await client.get(
+            f"/v1/instances/{fleet.shop_id}/databases/shop/statistics",
+            params={"period_type": "monthly", "start": "2026-03-01"},
+        )
+        assert response.status_code == 200
+        assert response.json()["series"] == []
+
+    async def test_unknown_database_is_404(self, client: AsyncClient, fleet: Fleet) -> None:
+        response = await client.get(
+            f"/v1/instances/{fleet.shop_id}/databases/nope/statistics",
+            params={"period_type": "monthly"},
+        )
+        assert response.status_code == 404
+        assert response.json()["detail"] == "instance 2 has no statistics of database 'nope'"
+
+    async def test_etag_answers_304(self, client: AsyncClient, fleet: Fleet) -> None:
+        url = f"/v1/instances/{fleet.shop_id}/databases/shop/statistics?period_type=monthly"
+        tag = (await client.get(url)).headers["etag"]
+        assert (await client.get(url, headers={"If-None-Match": tag})).status_code == 304
+
+
+class TestTopGrowers:
+    async def test_latest_complete_period_by_change_with_previous_average(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        response = await client.get("/v1/statistics/top", params={"period_type": "monthly"})
+        body = response.json()
+        assert body["period_start"] == "2026-03-01"
+        assert [
+            (r["database_name"], r["size_change_mb"], r["avg_size_mb"], r["previous_avg_size_mb"])
+            for r in body["items"]
+        ] == [("orders", 30.0, 170.0, 140.0), ("orders_log", -10.0, 40.0, 50.0)]
+
+    async def test_incomplete_latest_period_when_asked(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        response = await client.get(
+            "/v1/statistics/top", params={"period_type": "monthly", "complete": "false"}
+        )
+        body = response.json()
+        assert body["period_start"] == "2026-04-01"
+        assert [(r["database_name"], r["is_complete"]) for r in body["items"]] == [
+            ("orders", False)
+        ]
+
+    async def test_instance_level_by_percent_nulls_last_and_n(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        response = await client.get(
+            "/v1/statistics/top",
+            params={
+                "period_type": "quarterly",
+                "level": "instance",
+                "by": "size_change_percent",
+                "complete": "false",
+                "n": 1,
+            },
+        )
+        body = response.json()
+        assert body["period_start"] == "2026-04-01"
+        assert [(r["instance_name"], r["database_name"]) for r in body["items"]] == [
+            ("pg-orders", None)
+        ]
+
+    async def test_growth_rate_on_instances_is_422(self, client: AsyncClient, fleet: Fleet) -> None:
+        response = await client.get(
+            "/v1/statistics/top",
+            params={"period_type": "monthly", "level": "instance", "by": "growth_mb_per_day"},
+        )
+        assert response.status_code == 422
+
+    async def test_no_statistics_yet_is_an_empty_answer(self, client: AsyncClient) -> None:
+        body = (await client.get("/v1/statistics/top", params={"period_type": "daily"})).json()
+        assert body["period_start"] is None
+        assert body["items"] == []
+
+
+class TestCapacities:
+    async def test_put_replace_and_delete_a_database_capacity(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        url = f"/v1/instances/{fleet.orders_id}/databases/orders/capacity"
+        first = await client.put(url, json={"capacity_mb": 1000})
+        second = await client.put(url, json={"capacity_mb": 2048.5})
+        assert first.status_code == second.status_code == 200
+        assert second.json()["capacity_mb"] == 2048.5
+        assert (await client.delete(url)).status_code == 204
+        assert (await client.delete(url)).status_code == 404
+
+    async def test_capacity_of_unknown_instance_is_404_and_zero_is_422(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        missing = await client.put("/v1/instances/77/databases/x/capacity", json={"capacity_mb": 1})
+        zero = await client.put(
+            f"/v1/instances/{fleet.orders_id}/databases/x/capacity", json={"capacity_mb": 0}
+        )
+        assert missing.status_code == 404
+        assert zero.status_code == 422
+
+    async def test_instance_capacity_on_create_and_patch(self, client: AsyncClient) -> None:
+        created = await client.post(
+            "/v1/instances",
+            json={"name": "pg-cap", "db_type": "postgresql", "capacity_mb": 512000},
+        )
+        assert created.json()["capacity_mb"] == 512000.0
+        patched = await client.patch(
+            f"/v1/instances/{created.json()['id']}", json={"capacity_mb": None}
+        )
+        assert patched.json()["capacity_mb"] is None
