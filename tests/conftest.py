@@ -50,6 +50,7 @@ def settings(database_url: str) -> Settings:
         redis_url=REDIS_URL,
         queue_name=f"dbsize-test-{RUN_ID}",
         cron_enabled=False,
+        collect_cron_enabled=False,
         secret_key=TEST_SECRET_KEY,
         log_format="console",
     )

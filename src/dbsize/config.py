@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     # Access: reads (GET of instances, samples, jobs) without a key when true; writes always
     # need a key with the route's scope.
     public_reads: bool = False
+    # Collection from the instances' own servers (decision 0019): instances read at once by
+    # one job, and the nightly collection job (before the aggregation cron).
+    collect_concurrency: int = Field(default=8, ge=1, le=256)
+    collect_cron_enabled: bool = True
+    collect_cron_time: time = time(3, 0)
 
     # Logging
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")

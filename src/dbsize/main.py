@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dbsize import __version__
+from dbsize.collection.endpoints import router as collection_router
 from dbsize.config import Settings, get_settings
 from dbsize.db import create_engine, create_sessionmaker
 from dbsize.errors import install_handlers
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs_router,
         keys_router,
         statistics_router,
+        collection_router,
     ):
         app.include_router(declare_auth_responses(router))
     # The dashboard: page shells (no data, so no key) and their static files.

@@ -78,6 +78,13 @@ class InstanceRepository:
         result = await self.session.execute(select(Instance.id).where(Instance.id.in_(ids)))
         return set(result.scalars())
 
+    async def collectable_ids(self) -> list[int]:
+        """Active instances whose ``collect`` is on."""
+        result = await self.session.execute(
+            select(Instance.id).where(Instance.is_active, Instance.collect).order_by(Instance.id)
+        )
+        return list(result.scalars())
+
     async def active_ids(self) -> list[int]:
         result = await self.session.execute(
             select(Instance.id).where(Instance.is_active).order_by(Instance.id)

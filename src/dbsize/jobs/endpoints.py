@@ -21,6 +21,7 @@ from dbsize.errors import ServiceUnavailable
 from dbsize.jobs.models import (
     TERMINAL_JOB_STATUSES,
     AggregationJob,
+    JobKind,
     JobPeriodResult,
     JobStatus,
     RecordStatus,
@@ -55,10 +56,24 @@ POLL_INTERVAL_SECONDS = 1.0
 RETRY_AFTER_SECONDS = "1"
 
 
+BASE_PATHS = {
+    JobKind.aggregation: "/v1/aggregation-jobs",
+    JobKind.collection: "/v1/collection-jobs",
+}
+
+
+def _percent(job: AggregationJob) -> float:
+    if job.kind == JobKind.collection:
+        if job.status in TERMINAL_JOB_STATUSES:
+            return 100.0
+        return round(100 * job.instances_done / max(job.total_instances, 1), 1)
+    return round(100 * job.periods_done / job.periods_total, 1)
+
+
 def _view(
     job: AggregationJob, periods: list[JobPeriodResult], *, coalesced: bool = False
 ) -> JobRead:
-    base = f"/v1/aggregation-jobs/{job.id}"
+    base = f"{BASE_PATHS[JobKind(job.kind)]}/{job.id}"
     counters = JobCounters(
         total_instances=job.total_instances,
         succeeded_instances=job.succeeded_instances,
@@ -69,6 +84,7 @@ def _view(
     order = {p: i for i, p in enumerate(job.periods)}
     return JobRead(
         id=job.id,
+        kind=JobKind(job.kind),
         status=JobStatus(job.status),
         done=job.status in TERMINAL_JOB_STATUSES,
         trigger=Trigger(job.trigger),
@@ -78,7 +94,8 @@ def _view(
             periods_done=job.periods_done,
             periods_total=job.periods_total,
             running_periods=[PeriodType(p) for p in job.running_periods],
-            percent=round(100 * job.periods_done / job.periods_total, 1),
+            instances_done=job.instances_done if job.kind == JobKind.collection else None,
+            percent=_percent(job),
         ),
         counters=counters,
         **counters.model_dump(),
@@ -132,15 +149,15 @@ def _job_response(view: JobRead, job: AggregationJob, status_code: int = 200) ->
 
 
 async def _load(
-    request: Request, job_id: uuid.UUID
+    request: Request, job_id: uuid.UUID, kind: JobKind = JobKind.aggregation
 ) -> tuple[AggregationJob, list[JobPeriodResult]]:
     async with session_scope(request.app.state.sessionmaker) as session:
         service = JobService(session, request.app.state.settings)
-        job = await service.get(job_id)
+        job = await service.get(job_id, kind)
         return job, list(await service.period_results(job_id))
 
 
-async def _require_redis(request: Request) -> None:
+async def require_redis(request: Request) -> None:
     try:
         await asyncio.wait_for(request.app.state.arq.ping(), 2)
     except Exception as exc:
@@ -150,16 +167,17 @@ async def _require_redis(request: Request) -> None:
         ) from exc
 
 
-async def _accepted(request: Request, submission: Submission) -> JSONResponse:
+async def accepted_response(request: Request, submission: Submission) -> JSONResponse:
+    """202 + Location for a submitted job of any kind, enqueued after its commit."""
     job = submission.job
     periods: list[JobPeriodResult] = []  # a new job has none yet
     if submission.created:
         await enqueue_or_leave_for_sweeper(request.app.state.arq, job.id, job.attempt)
     else:
-        _, periods = await _load(request, job.id)
+        _, periods = await _load(request, job.id, JobKind(job.kind))
     view = _view(job, periods, coalesced=not submission.created and not submission.replayed)
     response = _job_response(view, job, status.HTTP_202_ACCEPTED)
-    response.headers["Location"] = f"/v1/aggregation-jobs/{job.id}"
+    response.headers["Location"] = f"{BASE_PATHS[JobKind(job.kind)]}/{job.id}"
     response.headers["Retry-After"] = RETRY_AFTER_SECONDS
     if submission.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -189,12 +207,12 @@ async def submit_job(
     Without a scope the job aggregates the periods containing today. An equal request while an
     equal job is queued or running returns that job (`coalesced: true`)."""
     settings: Settings = request.app.state.settings
-    await _require_redis(request)
+    await require_redis(request)
     async with session_scope(request.app.state.sessionmaker) as session:
         submission = await JobService(session, settings).submit(
             body or JobCreate(), trigger=Trigger.api, idempotency_key=idempotency_key
         )
-    return await _accepted(request, submission)
+    return await accepted_response(request, submission)
 
 
 @router.get("", response_model=Page[JobRead], dependencies=[requires(Scope.read)])
@@ -208,6 +226,21 @@ async def list_jobs(
     cursor: str | None = None,
 ) -> Page[JobRead]:
     """Jobs, newest first (at most 500 per page)."""
+    return await jobs_page(
+        request, JobKind.aggregation, status_, trigger, created_after, created_before, limit, cursor
+    )
+
+
+async def jobs_page(
+    request: Request,
+    kind: JobKind,
+    status_: JobStatus | None,
+    trigger: Trigger | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[JobRead]:
     after = None
     if cursor:
         created, id_ = decode_cursor(cursor, 2)
@@ -221,6 +254,7 @@ async def list_jobs(
             trigger=trigger,
             created_after=created_after,
             created_before=created_before,
+            kind=kind,
         )
         page = list(jobs[:limit])
         results = await repo.period_results_by_job([job.id for job in page])
@@ -265,13 +299,23 @@ async def get_job(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The job's truth, read from the ledger. Honour `Retry-After` between polls."""
+    return await job_status_response(request, job_id, wait, if_none_match, JobKind.aggregation)
+
+
+async def job_status_response(
+    request: Request,
+    job_id: uuid.UUID,
+    wait: int,
+    if_none_match: str | None,
+    kind: JobKind,
+) -> Response:
     settings: Settings = request.app.state.settings
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait, settings.long_poll_max_seconds)
     feed: JobChangeFeed = request.app.state.job_feed
     async with feed.subscribe(job_id, terminal_only=if_none_match is None) as changes:
         while True:
-            job, periods = await _load(request, job_id)
+            job, periods = await _load(request, job_id, kind)
             unchanged = if_none_match is not None and if_none_match == _etag(job)
             waiting_for_end = if_none_match is None and job.status not in TERMINAL_JOB_STATUSES
             settled = job.status in TERMINAL_JOB_STATUSES
@@ -300,9 +344,20 @@ async def list_job_instances(
     cursor: str | None = None,
 ) -> Page[JobRecordRead]:
     """The job's per-instance sync records."""
+    return await job_records_page(request, job_id, JobKind.aggregation, status_, limit, cursor)
+
+
+async def job_records_page(
+    request: Request,
+    job_id: uuid.UUID,
+    kind: JobKind,
+    status_: RecordStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[JobRecordRead]:
     after = int(decode_cursor(cursor, 1)[0]) if cursor else None
     async with session_scope(request.app.state.sessionmaker) as session:
-        await JobService(session, request.app.state.settings).get(job_id)
+        await JobService(session, request.app.state.settings).get(job_id, kind)
         rows = await JobRepository(session).list_records(
             job_id, status=status_, after_instance_id=after, limit=limit + 1
         )
@@ -320,7 +375,13 @@ async def list_job_instances(
 async def job_events(request: Request, job_id: uuid.UUID) -> EventSourceResponse:
     """Server-Sent Events: one `job` event per change of status or progress; the stream ends
     after the terminal status."""
-    await _load(request, job_id)  # 404 before the stream starts
+    return await job_event_stream(request, job_id, JobKind.aggregation)
+
+
+async def job_event_stream(
+    request: Request, job_id: uuid.UUID, kind: JobKind
+) -> EventSourceResponse:
+    await _load(request, job_id, kind)  # 404 before the stream starts
 
     feed: JobChangeFeed = request.app.state.job_feed
 
@@ -328,7 +389,7 @@ async def job_events(request: Request, job_id: uuid.UUID) -> EventSourceResponse
         last_version = -1
         async with feed.subscribe(job_id) as changes:
             while True:
-                job, periods = await _load(request, job_id)
+                job, periods = await _load(request, job_id, kind)
                 if job.version != last_version:
                     last_version = job.version
                     view = _view(job, periods).model_dump(mode="json", by_alias=True)
@@ -349,9 +410,15 @@ async def job_events(request: Request, job_id: uuid.UUID) -> EventSourceResponse
 async def cancel_job(request: Request, job_id: uuid.UUID) -> JSONResponse:
     """Cancel: a queued job is cancelled at once (200); a running job stops cooperatively between
     periods (202); every unsettled record becomes `cancelled`. A terminal job is a 409."""
+    return await cancel_response(request, job_id, JobKind.aggregation)
+
+
+async def cancel_response(request: Request, job_id: uuid.UUID, kind: JobKind) -> JSONResponse:
     async with session_scope(request.app.state.sessionmaker) as session:
-        job, settled_now = await JobService(session, request.app.state.settings).cancel(job_id)
-    job, periods = await _load(request, job_id)
+        service = JobService(session, request.app.state.settings)
+        await service.get(job_id, kind)
+        job, settled_now = await service.cancel(job_id)
+    job, periods = await _load(request, job_id, kind)
     return _job_response(_view(job, periods), job, 200 if settled_now else 202)
 
 
@@ -363,7 +430,13 @@ async def cancel_job(request: Request, job_id: uuid.UUID) -> JSONResponse:
 )
 async def retry_job(request: Request, job_id: uuid.UUID) -> JSONResponse:
     """A new job for this job's failed and cancelled instances and the periods they missed."""
-    await _require_redis(request)
+    return await retry_response(request, job_id, JobKind.aggregation)
+
+
+async def retry_response(request: Request, job_id: uuid.UUID, kind: JobKind) -> JSONResponse:
+    await require_redis(request)
     async with session_scope(request.app.state.sessionmaker) as session:
-        submission = await JobService(session, request.app.state.settings).retry(job_id)
-    return await _accepted(request, submission)
+        service = JobService(session, request.app.state.settings)
+        await service.get(job_id, kind)
+        submission = await service.retry(job_id)
+    return await accepted_response(request, submission)

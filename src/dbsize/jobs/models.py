@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    Numeric,
     String,
     Text,
     Uuid,
@@ -55,12 +57,22 @@ class Trigger(StrEnum):
     cron = "cron"
     cli = "cli"
     retry = "retry"
+    # An aggregation submitted by a collection job that ingested samples.
+    collection = "collection"
+
+
+class JobKind(StrEnum):
+    """What a job of the ledger does; the ledger's rules are the same for every kind."""
+
+    aggregation = "aggregation"
+    collection = "collection"
 
 
 class AggregationJob(Base):
     __tablename__ = "aggregation_jobs"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default=JobKind.aggregation)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=JobStatus.queued)
     trigger: Mapped[str] = mapped_column(String(16), nullable=False)
     scope_kind: Mapped[str] = mapped_column(String(16), nullable=False)
@@ -76,6 +88,8 @@ class AggregationJob(Base):
     # Period types being computed now (several run at once: DBSIZE_JOB_PERIOD_CONCURRENCY).
     running_periods: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list)
     total_instances: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # A collection job's progress: instances settled so far.
+    instances_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     succeeded_instances: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     failed_instances: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     skipped_instances: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -113,6 +127,11 @@ class JobInstanceRecord(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=RecordStatus.pending)
     failed_periods: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, default=list)
     error: Mapped[str | None] = mapped_column(Text)
+    # What a collected instance reported (collection jobs only).
+    databases: Mapped[int | None] = mapped_column(Integer)
+    size_mb: Mapped[Decimal | None] = mapped_column(Numeric(18, 3))
+    measure: Mapped[str | None] = mapped_column(String(32))
+    duration_ms: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )

@@ -19,6 +19,7 @@ from dbsize.jobs.models import (
     ACTIVE_JOB_STATUSES,
     AggregationJob,
     JobInstanceRecord,
+    JobKind,
     JobPeriodResult,
     JobStatus,
     RecordStatus,
@@ -131,8 +132,12 @@ class JobRepository:
         )
         return (await self.session.execute(query)).scalar_one_or_none()
 
-    async def find_by_cron_tick(self, tick: datetime) -> AggregationJob | None:
-        query = select(AggregationJob).where(AggregationJob.cron_tick == tick)
+    async def find_by_cron_tick(
+        self, tick: datetime, kind: str = JobKind.aggregation
+    ) -> AggregationJob | None:
+        query = select(AggregationJob).where(
+            AggregationJob.cron_tick == tick, AggregationJob.kind == kind
+        )
         return (await self.session.execute(query)).scalar_one_or_none()
 
     async def insert_records(self, job_id: uuid.UUID, instance_ids: Sequence[int]) -> int:
@@ -190,9 +195,11 @@ class JobRepository:
         trigger: str | None,
         created_after: datetime | None,
         created_before: datetime | None,
+        kind: str = JobKind.aggregation,
     ) -> Sequence[AggregationJob]:
         query = (
             select(AggregationJob)
+            .where(AggregationJob.kind == kind)
             .order_by(AggregationJob.created_at.desc(), AggregationJob.id.desc())
             .limit(limit)
         )

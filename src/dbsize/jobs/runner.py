@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from arq.connections import ArqRedis
 from sqlalchemy import case, func
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -38,7 +39,7 @@ from dbsize.config import Settings
 from dbsize.db import session_scope
 from dbsize.errors import PROBLEM_BASE
 from dbsize.jobs.locks import instance_locks
-from dbsize.jobs.models import AggregationJob, JobStatus, RecordStatus
+from dbsize.jobs.models import AggregationJob, JobKind, JobStatus, RecordStatus
 from dbsize.jobs.repository import JobRepository
 from dbsize.jobs.service import Clock, utc_now
 from dbsize.logging import get_logger
@@ -172,6 +173,9 @@ class JobRunner:
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.clock = clock
+        # The worker's arq pool, for jobs that submit follow-up jobs (a collection's
+        # aggregation); without it they stay queued until the sweeper re-drives them.
+        self.arq: ArqRedis | None = None
 
     def today(self) -> date:
         return self.clock().astimezone(self.settings.tz).date()
@@ -191,6 +195,8 @@ class JobRunner:
         # the final transaction awaits it.
         records_running = asyncio.create_task(self._records_running(job_id, token))
         try:
+            if job.kind == JobKind.collection:
+                return await self._collect(job, token, bound, records_running)
             return await self._execute(job, token, bound, records_running)
         except LeaseLost:
             bound.warning("job_lease_lost")
@@ -207,6 +213,21 @@ class JobRunner:
         finally:
             heartbeat.cancel()
             await _finish_quietly(records_running)
+
+    async def _collect(
+        self,
+        job: AggregationJob,
+        token: uuid.UUID,
+        bound: Any,
+        records_running: asyncio.Task[None],
+    ) -> JobOutcome:
+        """A collection job's middle and end (dbsize.collection.runner); the claim, heartbeat,
+        lease, retry and failure handling around it are this class's, as for aggregation."""
+        from dbsize.collection.runner import CollectionRun
+
+        await records_running
+        status = await CollectionRun(self, job, token, bound).execute()
+        return JobOutcome(job.id, status)
 
     async def _records_running(self, job_id: uuid.UUID, token: uuid.UUID) -> None:
         async with session_scope(self.sessionmaker) as session:

@@ -6,8 +6,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dbsize.aggregation.schemas import PeriodType, ScopeKind
-from dbsize.jobs.models import JobStatus, RecordStatus, Trigger
+from dbsize.aggregation.schemas import PeriodType
+from dbsize.jobs.models import JobKind, JobStatus, RecordStatus, Trigger
 
 
 class JobCreate(BaseModel):
@@ -64,6 +64,9 @@ class JobProgress(BaseModel):
     periods_done: int
     periods_total: int
     running_periods: list[PeriodType]
+    instances_done: int | None = Field(
+        default=None, description="Collection jobs: instances settled so far."
+    )
     percent: float
 
 
@@ -101,10 +104,11 @@ class JobLinks(BaseModel):
 
 class JobRead(BaseModel):
     id: uuid.UUID
+    kind: JobKind = Field(description="aggregation or collection; one ledger for both")
     status: JobStatus
     done: bool = Field(description="True once the status is terminal; it never changes again.")
     trigger: Trigger
-    scope: ScopeKind
+    scope: str = Field(description="as_of, range or incremental; instances for a collection")
     request: dict[str, Any] = Field(description="The normalised request.")
     progress: JobProgress
     counters: JobCounters
@@ -139,6 +143,12 @@ class JobRecordRead(BaseModel):
     status: RecordStatus
     failed_periods: list[PeriodType]
     error: str | None
+    databases: int | None = Field(
+        default=None, description="Collection: databases the server reported"
+    )
+    size_mb: float | None = Field(default=None, description="Collection: their total size")
+    measure: str | None = Field(default=None, description="Collection: what the size means")
+    duration_ms: float | None = Field(default=None, description="Collection: time taken")
     updated_at: datetime
 
 

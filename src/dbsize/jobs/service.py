@@ -23,6 +23,7 @@ from dbsize.instances.repository import InstanceRepository
 from dbsize.jobs.models import (
     TERMINAL_JOB_STATUSES,
     AggregationJob,
+    JobKind,
     JobPeriodResult,
     JobStatus,
     RecordStatus,
@@ -104,21 +105,84 @@ class JobService:
         instance_ids = await self._resolve_instances(body)
         request = normalise(body, today, instance_ids)
         dedup_key = _digest({k: v for k, v in request.items() if k != "all_active_instances"})
+        return await self._create(
+            JobKind.aggregation,
+            request,
+            instance_ids,
+            trigger=trigger,
+            dedup_key=dedup_key,
+            fingerprint=fingerprint,
+            idempotency_key=idempotency_key,
+            cron_tick=cron_tick,
+            retry_of=retry_of,
+        )
+
+    async def submit_collection(
+        self,
+        instance_ids: Sequence[int] | None,
+        *,
+        trigger: Trigger,
+        idempotency_key: str | None = None,
+        cron_tick: datetime | None = None,
+        retry_of: uuid.UUID | None = None,
+    ) -> Submission:
+        """A collection job for these instances (default: every active instance whose
+        ``collect`` is on), in the same ledger as aggregation jobs."""
+        fingerprint = _digest({"kind": "collection", "instance_ids": instance_ids})
+        if idempotency_key is not None:
+            replay = await self._replay(idempotency_key, fingerprint)
+            if replay is not None:
+                return replay
+        if instance_ids is None:
+            resolved = await self.instances.collectable_ids()
+        else:
+            resolved = await self._known_instances(instance_ids)
+        request = {"instance_ids": sorted(resolved), "all_active_instances": instance_ids is None}
+        dedup_key = _digest(
+            {"kind": JobKind.collection.value, "instance_ids": request["instance_ids"]}
+        )
+        return await self._create(
+            JobKind.collection,
+            {"scope": "instances", **request},
+            resolved,
+            trigger=trigger,
+            dedup_key=dedup_key,
+            fingerprint=fingerprint,
+            idempotency_key=idempotency_key,
+            cron_tick=cron_tick,
+            retry_of=retry_of,
+        )
+
+    async def _create(
+        self,
+        kind: JobKind,
+        request: dict[str, Any],
+        instance_ids: Sequence[int],
+        *,
+        trigger: Trigger,
+        dedup_key: str,
+        fingerprint: str,
+        idempotency_key: str | None,
+        cron_tick: datetime | None,
+        retry_of: uuid.UUID | None,
+    ) -> Submission:
+        periods: list[str] = request.get("periods", [])
         job_id = uuid.uuid4()
         inserted = await self.jobs.insert_job(
             {
                 "id": job_id,
+                "kind": kind.value,
                 "status": JobStatus.queued.value,
                 "trigger": trigger.value,
                 "scope_kind": request["scope"],
                 "request": request,
-                "periods": request["periods"],
+                "periods": periods,
                 "dedup_key": dedup_key,
                 "idempotency_key": idempotency_key,
                 "idempotency_fingerprint": fingerprint if idempotency_key else None,
                 "cron_tick": cron_tick,
                 "retry_of": retry_of,
-                "periods_total": len(request["periods"]),
+                "periods_total": len(periods),
                 "max_attempts": self.settings.job_max_attempts,
             }
         )
@@ -127,7 +191,7 @@ class JobService:
             job = await self.jobs.get(job_id)
             assert job is not None
             return Submission(job=job, created=True)
-        return await self._existing(idempotency_key, fingerprint, cron_tick, dedup_key)
+        return await self._existing(idempotency_key, fingerprint, cron_tick, dedup_key, kind)
 
     async def _existing(
         self,
@@ -135,6 +199,7 @@ class JobService:
         fingerprint: str,
         cron_tick: datetime | None,
         dedup_key: str,
+        kind: JobKind = JobKind.aggregation,
     ) -> Submission:
         """The insert hit a unique index: return the job that holds it."""
         if idempotency_key is not None:
@@ -142,7 +207,7 @@ class JobService:
             if replay is not None:
                 return replay
         if cron_tick is not None:
-            ticked = await self.jobs.find_by_cron_tick(cron_tick)
+            ticked = await self.jobs.find_by_cron_tick(cron_tick, kind)
             if ticked is not None:
                 return Submission(job=ticked, created=False)
         active = await self.jobs.find_active_by_dedup_key(dedup_key)
@@ -180,21 +245,25 @@ class JobService:
     async def _resolve_instances(self, body: JobCreate) -> list[int]:
         if body.instance_ids is None:
             return await self.instances.active_ids()
-        wanted = list(dict.fromkeys(body.instance_ids))
+        return await self._known_instances(body.instance_ids)
+
+    async def _known_instances(self, instance_ids: Sequence[int]) -> list[int]:
+        wanted = list(dict.fromkeys(instance_ids))
         known = await self.instances.existing_ids(wanted)
         errors = [
             {"pointer": f"#/body/instance_ids/{index}", "detail": f"instance {id_} does not exist"}
-            for index, id_ in enumerate(body.instance_ids)
+            for index, id_ in enumerate(instance_ids)
             if id_ not in known
         ]
         if errors:
             raise InvalidInput("unknown instances", errors=errors)
         return wanted
 
-    async def get(self, job_id: uuid.UUID) -> AggregationJob:
+    async def get(self, job_id: uuid.UUID, kind: JobKind | None = None) -> AggregationJob:
+        """The job; 404 when it does not exist or is of another kind than asked."""
         job = await self.jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"aggregation job {job_id} does not exist")
+        if job is None or (kind is not None and job.kind != kind):
+            raise NotFound(f"{(kind or JobKind.aggregation).value} job {job_id} does not exist")
         return job
 
     async def period_results(self, job_id: uuid.UUID) -> Sequence[JobPeriodResult]:
@@ -225,6 +294,10 @@ class JobService:
         instance_ids, failed_periods, any_cancelled = await self.jobs.retry_targets(job_id)
         if not instance_ids:
             raise Conflict(f"job {job_id} has no failed or cancelled instances to retry")
+        if job.kind == JobKind.collection:
+            return await self.submit_collection(
+                instance_ids, trigger=Trigger.retry, retry_of=job_id
+            )
         periods = set(job.periods) if any_cancelled else failed_periods
         request = job.request
         body = JobCreate(

@@ -16,6 +16,7 @@ from dbsize.worker.tasks import (
     maintain_partitions,
     run_aggregation_job,
     scheduled_aggregation,
+    scheduled_collection,
     sweep_jobs,
 )
 
@@ -30,6 +31,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     ctx["engine"] = engine
     ctx["sessionmaker"] = create_sessionmaker(engine)
     ctx["runner"] = JobRunner(engine, ctx["sessionmaker"], settings, ctx.get("clock", utc_now))
+    ctx["runner"].arq = ctx.get("redis")
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
@@ -58,6 +60,18 @@ def build_worker(
                 hour={settings.cron_time.hour},
                 minute={settings.cron_time.minute},
                 second={settings.cron_time.second},
+                unique=True,
+                timeout=60,
+            )
+        )
+    if settings.cron_enabled and settings.collect_cron_enabled:
+        at = settings.collect_cron_time
+        cron_jobs.append(
+            cron(
+                scheduled_collection,
+                hour={at.hour},
+                minute={at.minute},
+                second={at.second},
                 unique=True,
                 timeout=60,
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 from arq import Retry
@@ -38,10 +38,11 @@ async def run_aggregation_job(ctx: dict[str, Any], job_id: str) -> str | None:
     return outcome.status.value if outcome else None
 
 
-def cron_tick(settings: Settings, now: datetime) -> datetime:
-    """The scheduled instant this cron run belongs to (today's cron time in DBSIZE_TIMEZONE)."""
+def cron_tick(settings: Settings, now: datetime, at: time | None = None) -> datetime:
+    """The scheduled instant this cron run belongs to (today's cron time, or ``at``, in
+    DBSIZE_TIMEZONE)."""
     local = now.astimezone(settings.tz)
-    return datetime.combine(local.date(), settings.cron_time, tzinfo=settings.tz)
+    return datetime.combine(local.date(), at or settings.cron_time, tzinfo=settings.tz)
 
 
 async def scheduled_aggregation(ctx: dict[str, Any]) -> str:
@@ -58,6 +59,28 @@ async def scheduled_aggregation(ctx: dict[str, Any]) -> str:
         await enqueue(ctx["redis"], submission.job.id, submission.job.attempt)
     log.info(
         "cron_submitted",
+        job_id=str(submission.job.id),
+        tick=tick.isoformat(),
+        created=submission.created,
+    )
+    return str(submission.job.id)
+
+
+async def scheduled_collection(ctx: dict[str, Any]) -> str:
+    """The nightly collection (DBSIZE_COLLECT_CRON_TIME): one collection job of every active
+    instance whose ``collect`` is on, one per tick even with several workers (the ledger's
+    unique index on (kind, cron tick))."""
+    settings: Settings = ctx["settings"]
+    runner: JobRunner = ctx["runner"]
+    tick = cron_tick(settings, runner.clock(), settings.collect_cron_time)
+    async with session_scope(ctx["sessionmaker"]) as session:
+        submission = await JobService(session, settings, runner.clock).submit_collection(
+            None, trigger=Trigger.cron, cron_tick=tick
+        )
+    if submission.created:
+        await enqueue(ctx["redis"], submission.job.id, submission.job.attempt)
+    log.info(
+        "collection_cron_submitted",
         job_id=str(submission.job.id),
         tick=tick.isoformat(),
         created=submission.created,
