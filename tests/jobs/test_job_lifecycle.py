@@ -78,6 +78,7 @@ class TestHappyPath:
             "periods_done": 4,
             "periods_total": 4,
             "running_periods": [],
+            "instances_done": None,  # collection jobs only
             "percent": 100.0,
         }
         records = (await client.get(f"/v1/aggregation-jobs/{job['id']}/instances")).json()["items"]
