@@ -110,9 +110,7 @@ async def reset_state(settings: Settings) -> None:
     try:
         async with engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(
-                text("TRUNCATE size_samples, sample_changes, instance_databases")
-            )
+            await conn.execute(text("TRUNCATE size_samples, sample_changes, instance_databases"))
             await conn.execute(text("VACUUM ANALYZE"))
     finally:
         await engine.dispose()
