@@ -152,6 +152,11 @@ async def one_run(settings: Settings, timings: Timings) -> dict[str, Any]:
     }
 
 
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return f.read().strip()
+
+
 async def main(instances: int, runs: int, levels: list[int]) -> None:
     url = make_url(SERVER).set(database=f"dbsize_bench_collect_{uuid.uuid4().hex[:8]}")
     database_url = url.render_as_string(hide_password=False)
@@ -164,7 +169,7 @@ async def main(instances: int, runs: int, levels: list[int]) -> None:
     )
     timings = Timings()
     timings.install()
-    print(f"load average at start: {Path('/proc/loadavg').read_text().strip()}")
+    print(f"load average at start: {loadavg()}")
     try:
         await register(base, instances)
         await one_run(base.model_copy(update={"collect_concurrency": 8}), timings)  # warm-up
@@ -183,7 +188,7 @@ async def main(instances: int, runs: int, levels: list[int]) -> None:
                 f"{results[0]['samples']} samples; status {results[0]['status']}"
             )
     finally:
-        print(f"load average at end: {Path('/proc/loadavg').read_text().strip()}")
+        print(f"load average at end: {loadavg()}")
         await drop_database(database_url)
 
 
