@@ -222,10 +222,12 @@ class JobRepository:
         trigger: str | None,
         created_after: datetime | None,
         created_before: datetime | None,
+        kind: str = JobKind.aggregation,
     ) -> dict[str, int]:
         """Jobs per status under the list's filters (statuses with no job are absent)."""
         rows = await self.session.execute(
             select(AggregationJob.status, func.count())
+            .where(AggregationJob.kind == kind)
             .where(*_created_and_trigger(trigger, created_after, created_before))
             .group_by(AggregationJob.status)
         )
