@@ -154,7 +154,9 @@ class TestJobPage:
         await fail_period(engine, "weekly")
         worker, task = await start_worker(settings)
         try:
-            job = await wait_terminal(api, (await submit(api, {"as_of": "2026-11-20"}))["id"])
+            job = await wait_terminal(
+                api, (await submit(api, {"as_of": DEMO_TODAY.isoformat()}))["id"]
+            )
             assert job["status"] == "partial"
             await page.goto(f"{live_server}/ui/jobs/{job['id']}")
             await expect(page.get_by_test_id("job-status")).to_have_text("partial")
@@ -210,7 +212,7 @@ class TestJobPage:
     async def test_cancel_on_a_queued_job_settles_it(
         self, page: Page, api: AsyncClient, live_server: str, demo_fleet: dict[str, int]
     ) -> None:
-        job = await submit(api, {"as_of": "2026-11-20"})  # no worker: it stays queued
+        job = await submit(api, {"as_of": DEMO_TODAY.isoformat()})  # no worker: it stays queued
         await page.goto(f"{live_server}/ui/jobs/{job['id']}")
         await expect(page.get_by_test_id("job-status")).to_have_text("queued")
         await page.get_by_test_id("cancel").click()

@@ -55,6 +55,8 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope | None] = {
     ("GET", "/ui"): None,
     ("GET", "/ui/jobs"): None,
     ("GET", "/ui/jobs/{job_id}"): None,
+    ("GET", "/ui/fleet"): None,
+    ("GET", "/ui/instances/{instance_id}"): None,
     ("GET", "/v1/statistics/databases"): R,
     ("GET", "/v1/statistics/instances"): R,
     ("GET", "/v1/instances/{instance_id}/statistics"): R,

@@ -23,6 +23,8 @@ class TestRoutes:
                 "<title>Job 6f1c7a52 · dbsize</title>",
                 "/ui/static/jobs.js",
             ),
+            ("/ui/fleet", "<title>Fleet · dbsize</title>", "/ui/static/capacity.js"),
+            ("/ui/instances/7", "<title>Instance 7 · dbsize</title>", "/ui/static/capacity.js"),
         ],
     )
     async def test_each_page_serves_its_shell_with_the_configured_time_zone(
@@ -41,6 +43,13 @@ class TestRoutes:
         self, client: AsyncClient
     ) -> None:
         response = await client.get("/ui/jobs/42")
+        assert response.status_code == 422
+        assert response.headers["content-type"] == "application/problem+json"
+
+    async def test_an_instance_id_beyond_the_column_is_a_problem_not_a_page(
+        self, client: AsyncClient
+    ) -> None:
+        response = await client.get("/ui/instances/92014848792315")
         assert response.status_code == 422
         assert response.headers["content-type"] == "application/problem+json"
 

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from dbsize import __version__
 from dbsize.config import Settings
 from dbsize.keys.auth import public
+
+INSTANCE_ID = Annotated[int, PathParam(ge=1, le=2_147_483_647)]
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -53,3 +56,15 @@ async def jobs(request: Request) -> HTMLResponse:
 @router.get("/ui/jobs/{job_id}", response_class=HTMLResponse)
 async def job(request: Request, job_id: uuid.UUID) -> HTMLResponse:
     return _page(request, "job.html", f"Job {str(job_id)[:8]}", nav="jobs", job_id=str(job_id))
+
+
+@router.get("/ui/fleet", response_class=HTMLResponse)
+async def fleet(request: Request) -> HTMLResponse:
+    return _page(request, "fleet.html", "Fleet", nav="fleet")
+
+
+@router.get("/ui/instances/{instance_id}", response_class=HTMLResponse)
+async def instance(request: Request, instance_id: INSTANCE_ID) -> HTMLResponse:
+    return _page(
+        request, "instance.html", f"Instance {instance_id}", nav="fleet", instance_id=instance_id
+    )

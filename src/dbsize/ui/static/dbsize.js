@@ -153,7 +153,9 @@ const dbsize = (() => {
 
   function queryString(filters) {
     const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(filters)) if (v !== "" && v !== null && v !== false) params.set(k, v);
+    for (const [k, v] of Object.entries(filters)) {
+      if (v !== "" && v !== null && v !== undefined && v !== false) params.set(k, v);
+    }
     const text = params.toString();
     return text ? `?${text}` : "";
   }
