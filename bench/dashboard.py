@@ -13,9 +13,10 @@ the browser. The page's server time is the shell's time plus the time until its 
    fifth database a capacity (spread so the forecast statuses mix), ``VACUUM ANALYZE``.
 2. Starts ``dbsize serve`` and ``dbsize worker`` (one process each), submits an as-of job for
    today through the API (the job page's job: 1,000 records) and waits for it.
-3. Per page: 20 warm-up loads, then ``--loads`` timed loads by one client with a ``read`` key
+3. Per page: ``--warmup`` loads, then ``--loads`` timed loads by one client with a ``read`` key
    (every API request authenticates it, as the page's do); p50/p95/p99 of the page and of each
-   request.
+   request. Twice: first loads (no cache), then revalidating loads (the browser's HTTP cache
+   sends If-None-Match; the read API answers 304 from its ETag without building the body).
 ``--keep`` keeps the database (and ``--database NAME`` reuses one kept earlier, skipping 1).
 """
 
@@ -33,6 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -67,13 +69,14 @@ def pages(instance_id: int, job_id: str) -> list[Page]:
     stats = "/v1/statistics"
     jobs = "/v1/aggregation-jobs"
     latest = "period_type={}&latest=true&limit=500"
+    week_ago = TODAY - timedelta(days=7)
     return [
         Page(
             "overview",
             "/ui",
             [
                 # allPages: two pages of 500 instances each, one after the other.
-                [f"{stats}/instances?{latest.format('daily')}", "NEXT"],
+                [f"{stats}/instances?{latest.format('daily')}&start={week_ago}", "NEXT"],
                 [f"{stats}/instances?{latest.format('monthly')}", "NEXT"],
                 ["/v1/freshness"],
                 [
@@ -122,20 +125,36 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def timed(client: httpx.AsyncClient, url: str, into: dict[str, list[float]]) -> dict:  # type: ignore[type-arg]
-    began = time.perf_counter()
-    response = await client.get(url)
-    elapsed = (time.perf_counter() - began) * 1000
-    if response.status_code != 200:
-        raise SystemExit(f"{url}: HTTP {response.status_code} {response.text[:300]}")
-    into.setdefault(url.split("&cursor=")[0], []).append(elapsed)
-    return response.json() if url.startswith("/v1") else {}
+class Browser:
+    """What the page's requests go through: one HTTP client and, with ``revalidate``, the
+    browser's HTTP cache (a GET with a stored ETag is sent with If-None-Match, and a 304 is
+    answered from the stored body), as a reload or a second visit does."""
+
+    def __init__(self, client: httpx.AsyncClient, *, revalidate: bool) -> None:
+        self.client = client
+        self.revalidate = revalidate
+        self.cache: dict[str, tuple[str, Any]] = {}
+
+    async def get(self, url: str, into: dict[str, list[float]]) -> Any:
+        headers = {}
+        if self.revalidate and url in self.cache:
+            headers["If-None-Match"] = self.cache[url][0]
+        began = time.perf_counter()
+        response = await self.client.get(url, headers=headers)
+        elapsed = (time.perf_counter() - began) * 1000
+        if response.status_code not in (200, 304):
+            raise SystemExit(f"{url}: HTTP {response.status_code} {response.text[:300]}")
+        into.setdefault(url.split("&cursor=")[0], []).append(elapsed)
+        if response.status_code == 304:
+            return self.cache[url][1]
+        body = response.json() if url.startswith("/v1") else {}
+        if "etag" in response.headers:
+            self.cache[url] = (response.headers["etag"], body)
+        return body
 
 
-async def run_chain(
-    client: httpx.AsyncClient, chain: list[str], page: Page, gate: asyncio.Event
-) -> None:
-    body: dict = {}  # type: ignore[type-arg]
+async def run_chain(browser: Browser, chain: list[str], page: Page, gate: asyncio.Event) -> None:
+    body: Any = {}
     for url in chain:
         if url == "AFTER":
             await gate.wait()
@@ -144,21 +163,21 @@ async def run_chain(
             if not body.get("next_cursor"):
                 continue
             url = f"{chain[0]}&cursor={body['next_cursor']}"
-        body = await timed(client, url, page.requests)
+        body = await browser.get(url, page.requests)
 
 
-async def load(client: httpx.AsyncClient, page: Page) -> float:
+async def load(browser: Browser, page: Page) -> float:
     began = time.perf_counter()
-    await timed(client, page.shell, page.requests)
+    await browser.get(page.shell, page.requests)
     gate = asyncio.Event()
     plain = [c for c in page.chains if c[0] != "AFTER"]
     after = [c for c in page.chains if c[0] == "AFTER"]
 
     async def first_wave() -> None:
-        await asyncio.gather(*(run_chain(client, c, page, gate) for c in plain))
+        await asyncio.gather(*(run_chain(browser, c, page, gate) for c in plain))
         gate.set()
 
-    await asyncio.gather(first_wave(), *(run_chain(client, c, page, gate) for c in after))
+    await asyncio.gather(first_wave(), *(run_chain(browser, c, page, gate) for c in after))
     return (time.perf_counter() - began) * 1000
 
 
@@ -231,7 +250,7 @@ async def until(check: Callable[[], Awaitable[bool]], seconds: float, what: str)
     raise SystemExit(f"{what} did not happen within {seconds:.0f} s")
 
 
-async def measure(rendered: str, loads: int) -> None:
+async def measure(rendered: str, loads: int, warmup: int) -> None:
     port = _free_port()
     env = os.environ | {
         "DBSIZE_DATABASE_URL": rendered,
@@ -267,12 +286,20 @@ async def measure(rendered: str, loads: int) -> None:
             print(f"job {job_id}: {done['status']}, {done['total_instances']} records", flush=True)
         headers = {"Authorization": f"Bearer {reader}"}
         async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as client:
-            for page in pages(instance_id=7, job_id=job_id):
-                for _ in range(20):
-                    await load(client, page)
-                page.requests.clear()
-                page.times = [await load(client, page) for _ in range(loads)]
-                report(page)
+            for revalidate in (False, True):
+                print(
+                    "\n== revalidating loads (the browser's cache: If-None-Match, 304)"
+                    if revalidate
+                    else "\n== first loads (no cache)",
+                    flush=True,
+                )
+                browser = Browser(client, revalidate=revalidate)
+                for page in pages(instance_id=7, job_id=job_id):
+                    for _ in range(warmup):
+                        await load(browser, page)
+                    page.requests.clear()
+                    page.times = [await load(browser, page) for _ in range(loads)]
+                    report(page)
     finally:
         for process in (server, worker):
             process.terminate()
@@ -306,6 +333,7 @@ def main() -> None:
     parser.add_argument("--databases", type=int, default=20)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--loads", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--database", help="reuse a database kept by --keep (skips the build)")
     args = parser.parse_args()
@@ -318,7 +346,7 @@ def main() -> None:
     try:
         if not args.database:
             asyncio.run(build(rendered, args.instances, args.databases, args.days))
-        asyncio.run(measure(rendered, args.loads))
+        asyncio.run(measure(rendered, args.loads, args.warmup))
     finally:
         print(f"\nload average at end: {Path('/proc/loadavg').read_text().strip()}", flush=True)
         if args.keep or args.database:

@@ -103,7 +103,13 @@ class TestOverview:
     async def test_totals_growers_soonest_jobs_and_freshness_are_the_apis(
         self, page: Page, api: AsyncClient, live_server: str, fleet: dict[str, Any]
     ) -> None:
-        daily = await all_items(api, "/v1/statistics/instances", period_type="daily", latest="true")
+        daily = await all_items(
+            api,
+            "/v1/statistics/instances",
+            period_type="daily",
+            latest="true",
+            start=(DEMO_TODAY - timedelta(days=7)).isoformat(),
+        )
         monthly = await all_items(
             api, "/v1/statistics/instances", period_type="monthly", latest="true"
         )

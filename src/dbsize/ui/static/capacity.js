@@ -4,6 +4,7 @@
 
 const STATS = "/v1/statistics";
 const TRIGGERS = ["cron", "api", "cli", "retry"];
+const RECENT_DAYS = 7;
 const PERIOD_TYPES = ["daily", "weekly", "monthly", "quarterly"];
 const FORECAST_STATUSES = [
   "ok",
@@ -116,7 +117,14 @@ document.addEventListener("alpine:init", () => {
     async init() {
       try {
         const [daily, monthly, freshness, growers, soonest, ...jobs] = await Promise.all([
-          allPages(`${STATS}/instances`, { period_type: "daily", latest: true, limit: 500 }),
+          // The latest day of each instance within the last week (an instance silent for
+          // longer is in the freshness warning): a bounded read, not the whole year.
+          allPages(`${STATS}/instances`, {
+            period_type: "daily",
+            latest: true,
+            start: dbsize.addDays(dbsize.today(), -RECENT_DAYS),
+            limit: 500,
+          }),
           allPages(`${STATS}/instances`, { period_type: "monthly", latest: true, limit: 500 }),
           dbsize.api("/v1/freshness"),
           dbsize.api(`${STATS}/top?period_type=monthly&level=database&by=growth_mb_per_day&n=5&complete=false`),

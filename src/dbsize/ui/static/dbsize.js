@@ -140,9 +140,18 @@ const dbsize = (() => {
     return new Date(guess - (asZone - guess)).toISOString();
   }
 
-  function nextDay(day) {
+  function addDays(day, days) {
     const [y, m, d] = day.split("-").map(Number);
-    return new Date(Date.UTC(y, m - 1, d + 1)).toISOString().slice(0, 10);
+    return new Date(Date.UTC(y, m - 1, d + days)).toISOString().slice(0, 10);
+  }
+
+  function nextDay(day) {
+    return addDays(day, 1);
+  }
+
+  // Today's date in the configured time zone.
+  function today() {
+    return dateTimeFormat.format(new Date()).slice(0, 10);
   }
 
   // URL query <-> filter object; empty values are left out so URLs stay short.
@@ -173,7 +182,9 @@ const dbsize = (() => {
     formatDateTime,
     formatDate,
     zonedDayStart,
+    addDays,
     nextDay,
+    today,
     readQuery,
     queryString,
   };
