@@ -49,6 +49,7 @@ from dbsize.cli_common import (
     load_settings,
     note,
 )
+from dbsize.collection import cli as collection_cli
 from dbsize.config import Settings, get_settings
 from dbsize.jobs import cli as jobs_cli
 
@@ -272,6 +273,8 @@ def demo(
 
 # Commands from other packages: one registration line each (see the module docstring).
 app.command("aggregate")(jobs_cli.aggregate)
+app.command("collect")(collection_cli.collect)
+app.command("rotate-secrets")(collection_cli.rotate_secrets)
 
 
 def _usage_line(exc: typer.TyperException) -> str:

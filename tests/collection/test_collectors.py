@@ -134,5 +134,5 @@ class TestMySqlCollector:
 
 class TestCollectorFor:
     def test_engine_without_collector_is_a_collection_failure(self) -> None:
-        with pytest.raises(CollectionFailed, match="no collector for oracle"):
-            collector_for("oracle")
+        with pytest.raises(CollectionFailed, match="no collector for db2"):
+            collector_for("db2")

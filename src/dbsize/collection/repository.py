@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -177,3 +178,29 @@ class CollectionRepository:
             .order_by(InstanceDatabase.database_name)
         )
         return (await self.session.execute(query)).scalars().all()
+
+    async def outcomes(self, job_id: uuid.UUID) -> list[dict[str, object]]:
+        """One row per database collected by the job (from the inventory it wrote), and one
+        per instance that was not collected, with the reason; by instance name."""
+        result = await self.session.execute(
+            text(
+                """
+                SELECT r.instance_name AS instance, d.database_name AS database,
+                       d.last_size_mb AS size_mb, r.status, r.error AS reason
+                  FROM aggregation_job_instances AS r
+                  LEFT JOIN instance_databases AS d
+                    ON r.status = 'succeeded' AND d.instance_id = r.instance_id
+                   AND d.missing_since IS NULL
+                 WHERE r.job_id = :job_id
+                 ORDER BY r.instance_name, d.database_name
+                """
+            ),
+            {"job_id": job_id},
+        )
+        return [
+            {
+                key: "" if value is None else float(value) if isinstance(value, Decimal) else value
+                for key, value in row.items()
+            }
+            for row in result.mappings()
+        ]

@@ -32,4 +32,12 @@ def collector_for(db_type: str, after_listing: AfterListing | None = None) -> Co
         from dbsize.collection.collectors.mysql import MySqlCollector
 
         return MySqlCollector(after_listing)
+    if db_type == "sqlserver":
+        from dbsize.collection.collectors.sqlserver import SqlServerCollector
+
+        return SqlServerCollector()
+    if db_type == "oracle":
+        from dbsize.collection.collectors.oracle import OracleCollector
+
+        return OracleCollector()
     raise CollectionFailed(f"no collector for {db_type} instances in this installation")
