@@ -222,7 +222,17 @@ class TestCommandShape:
         ]
         assert missing == []
         assert sorted(group.commands) == sorted(
-            ["aggregate", "demo", "migrate", "openapi", "serve", "up", "worker"]
+            [
+                "aggregate",
+                "collect",
+                "demo",
+                "migrate",
+                "openapi",
+                "rotate-secrets",
+                "serve",
+                "up",
+                "worker",
+            ]
         )
 
     def test_an_unexpected_error_is_one_line_exit_one(
