@@ -29,8 +29,10 @@ WORKDIR /app
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001
 EXPOSE 8000
-# Liveness of the API process. The worker serves no HTTP: compose disables this check for it
-# (with plain docker: `docker run --no-healthcheck IMAGE dbsize worker`).
-HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+# Readiness of the service behind the API: PostgreSQL and Redis answer and a worker heartbeated
+# within the job lease (/readyz is 503 otherwise, so the container shows unhealthy when jobs
+# would not run). A worker container overrides it with `dbsize worker --check` (compose does;
+# with plain docker: `docker run --health-cmd "dbsize worker --check" IMAGE dbsize worker`).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
 CMD ["dbsize", "serve", "--host", "0.0.0.0", "--port", "8000"]

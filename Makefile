@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint typecheck pytest openapi bench clean
+.PHONY: run test lint typecheck pytest promtool openapi bench clean
 
 # First use: create the virtual environment with nothing but python3 and pip. Debian/Ubuntu split
 # ensurepip out of python3 (package python3-venv); without it, make the venv bare and bootstrap
@@ -37,7 +37,7 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-pytest: $(BIN)/.installed $(CHROMIUM)
+pytest: $(BIN)/.installed $(CHROMIUM) promtool
 	$(BIN)/pytest
 
 # The browser tests drive Debian's chromium through Playwright's executable_path (Playwright's
@@ -47,6 +47,13 @@ $(CHROMIUM):
 	  echo "the browser tests need $(CHROMIUM): install your system's chromium package" >&2; exit 1; }
 	$(SUDO) apt-get update -q
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium
+
+# The metrics tests lint /metrics with promtool (Debian's `prometheus` package); install it once.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus package for promtool (metrics tests)"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends prometheus; }
 
 openapi: $(BIN)/.installed
 	$(BIN)/dbsize openapi > openapi.yaml.tmp && mv openapi.yaml.tmp openapi.yaml

@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from httpx import ASGITransport, AsyncClient, Response
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dbsize.config import Settings
 from dbsize.main import create_app
 from tests.conftest import bearer
+from tests.worker.test_liveness import heartbeat
 
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
 CLOSED_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:1/dbsize"
@@ -61,14 +63,21 @@ class TestHealthz:
 
 
 class TestReadyz:
-    async def test_ready_on_the_real_servers(self, client: AsyncClient) -> None:
+    async def test_ready_on_the_real_servers_with_a_worker_heartbeat(
+        self, client: AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        await heartbeat(sessionmaker)
         response = await client.get("/readyz")
         assert response.status_code == 200
-        assert response.json() == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok"}}
+        assert response.json() == {
+            "status": "ready",
+            "checks": {"postgres": "ok", "redis": "ok", "worker": "ok"},
+        }
 
     async def test_unreachable_redis_is_503_problem_with_retry_after(
-        self, settings: Settings
+        self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
+        await heartbeat(sessionmaker)
         async with client_for(settings.model_copy(update={"redis_url": CLOSED_REDIS})) as client:
             response = await client.get("/readyz")
         body = assert_problem(response, 503)
@@ -88,6 +97,7 @@ class TestReadyz:
         body = assert_problem(response, 503)
         assert "retry-after" in response.headers
         assert body["detail"] == "not reachable: postgres"
+        assert body["checks"]["worker"] == "unknown (PostgreSQL is not reachable)"  # type: ignore[index]
 
 
 class TestDependencyOutage:

@@ -30,9 +30,7 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -52,6 +50,7 @@ from dbsize.cli_common import (
 from dbsize.collection import cli as collection_cli
 from dbsize.config import Settings, get_settings
 from dbsize.jobs import cli as jobs_cli
+from dbsize.keys import cli as keys_cli
 
 if TYPE_CHECKING:
     import uvicorn
@@ -127,9 +126,21 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 @app.command()
 def worker(
     burst: Annotated[bool, typer.Option(help="exit when the queue is empty")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="liveness probe: exit 0 if a worker on this host heartbeated within the lease",
+        ),
+    ] = False,
 ) -> None:
-    """Run the arq worker with its cron schedule."""
+    """Run the arq worker with its cron schedule (or, with --check, probe it)."""
     settings = load_settings()
+    if check:
+        from dbsize.worker.probe import check_worker
+
+        note(check_worker(settings))
+        return
     check_servers(settings)
     from dbsize.worker.run import run_worker
 
@@ -216,38 +227,17 @@ def _announce_first_key(host: str, port: int, settings: Settings) -> None:
 
 
 def _serve_with_worker(host: str, port: int, settings: Settings) -> None:
-    """The API in the foreground, the worker as a child; the worker dying stops the API too."""
+    """The API in the foreground, the worker as a child that is restarted whenever it dies."""
+    from dbsize.worker.supervisor import WorkerSupervisor
+
     server = _api_server(host, port, settings)
-    child = subprocess.Popen([sys.executable, "-m", "dbsize", "worker"], env=os.environ.copy())
-    stopping = threading.Event()
-    worker_died: list[int] = []
-
-    def watch_worker() -> None:
-        code = child.wait()
-        if not stopping.is_set():
-            worker_died.append(code)
-            server.should_exit = True  # uvicorn polls this flag and shuts down gracefully
-
-    threading.Thread(target=watch_worker, name="worker-watch", daemon=True).start()
-    note(
-        f"starting the API on http://{host}:{port} (docs at /docs) and the worker (pid {child.pid})"
-    )
+    supervisor = WorkerSupervisor(note=note)
+    pid = supervisor.start()
+    note(f"starting the API on http://{host}:{port} (docs at /docs) and the worker (pid {pid})")
     try:
         _run_api(server)
     finally:
-        stopping.set()
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-    if worker_died:
-        raise CliError(
-            f"the worker exited with code {worker_died[0]}, so the API was stopped too; "
-            "see the worker's log above"
-        )
+        supervisor.stop()
 
 
 @app.command()
@@ -275,6 +265,7 @@ def demo(
 app.command("aggregate")(jobs_cli.aggregate)
 app.command("collect")(collection_cli.collect)
 app.command("rotate-secrets")(collection_cli.rotate_secrets)
+app.add_typer(keys_cli.app, name="keys")
 
 
 def _usage_line(exc: typer.TyperException) -> str:

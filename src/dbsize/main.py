@@ -19,6 +19,8 @@ from dbsize.jobs.endpoints import router as jobs_router
 from dbsize.jobs.notifications import JobChangeFeed
 from dbsize.keys.auth import declare_auth_responses
 from dbsize.keys.endpoints import router as keys_router
+from dbsize.metrics.endpoints import router as metrics_router
+from dbsize.metrics.process import HttpMetricsMiddleware
 from dbsize.redis import create_arq_redis
 from dbsize.samples.endpoints import router as samples_router
 from dbsize.statistics.endpoints import router as statistics_router
@@ -67,8 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_handlers(app)
+    app.add_middleware(HttpMetricsMiddleware)
     for router in (
         health_router,
+        metrics_router,
         instances_router,
         samples_router,
         jobs_router,

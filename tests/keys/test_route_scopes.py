@@ -21,6 +21,7 @@ R, W, A = Scope.read, Scope.write, Scope.admin
 ROUTE_SCOPES: dict[tuple[str, str], Scope | None] = {
     ("GET", "/healthz"): None,
     ("GET", "/readyz"): None,
+    ("GET", "/metrics"): None,
     ("POST", "/v1/instances"): W,
     ("GET", "/v1/instances"): R,
     ("GET", "/v1/instances/{instance_id}"): R,

@@ -428,7 +428,19 @@ class JobRepository:
         if result.scalar_one_or_none() is None:
             return False
         await self._records_back_to_pending(job_id)
+        await self.count_retry("transient")
         return True
+
+    async def count_retry(self, cause: str) -> None:
+        """One more attempt started again for ``cause`` (the dbsize_job_retries_total metric),
+        in the transaction that re-queues the job."""
+        await self.session.execute(
+            text(
+                "INSERT INTO job_retry_totals (cause, total) VALUES (:cause, 1) "
+                "ON CONFLICT (cause) DO UPDATE SET total = job_retry_totals.total + 1"
+            ),
+            {"cause": cause},
+        )
 
     async def _records_back_to_pending(self, job_id: uuid.UUID) -> None:
         await self.session.execute(
@@ -478,6 +490,7 @@ class JobRepository:
             .values(status=JobStatus.queued, lease_token=None, running_periods=[], periods_done=0)
         )
         await self._records_back_to_pending(job_id)
+        await self.count_retry("worker_lost")
 
     async def queued_jobs_older_than(self, seconds: float) -> Sequence[AggregationJob]:
         query = select(AggregationJob).where(

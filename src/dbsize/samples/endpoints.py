@@ -13,6 +13,7 @@ from dbsize.db import request_session
 from dbsize.errors import DbsizeError, InvalidInput, PayloadTooLarge
 from dbsize.keys.auth import requires
 from dbsize.keys.tokens import Scope
+from dbsize.metrics.process import SAMPLES_INGESTED, SAMPLES_REJECTED, rejected_rows
 from dbsize.openapi_docs import PROBLEM_RESPONSES, Problem
 from dbsize.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 from dbsize.samples.parsing import SampleBatch, parse_csv, parse_json
@@ -94,11 +95,16 @@ async def ingest_size_samples(request: Request, session: Session, now: Now) -> I
     settings: Settings = request.app.state.settings
     max_rows = settings.max_samples_per_request
     body = await _read_body(request, max_rows * MAX_BYTES_PER_SAMPLE)
-    batch = _parse(request, body, max_rows)
     today = now.astimezone(settings.tz).date()
-    outcome = await SampleService(session).ingest(
-        batch, today=today, retention_months=settings.retention_months
-    )
+    try:
+        batch = _parse(request, body, max_rows)
+        outcome = await SampleService(session).ingest(
+            batch, today=today, retention_months=settings.retention_months
+        )
+    except InvalidInput as exc:
+        SAMPLES_REJECTED.inc(rejected_rows(exc.errors))
+        raise
+    SAMPLES_INGESTED.inc(outcome.received)
     return IngestResult(
         received=outcome.received,
         inserted=outcome.inserted,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from arq import cron, func
@@ -12,6 +14,8 @@ from dbsize.db import create_engine, create_sessionmaker
 from dbsize.jobs.runner import JobRunner
 from dbsize.jobs.service import utc_now
 from dbsize.redis import redis_settings
+from dbsize.worker.heartbeat import WorkerIdentity, forget, heartbeat_loop
+from dbsize.worker.resilient import ResilientWorker
 from dbsize.worker.tasks import (
     maintain_partitions,
     run_aggregation_job,
@@ -32,9 +36,20 @@ async def _startup(ctx: dict[str, Any]) -> None:
     ctx["sessionmaker"] = create_sessionmaker(engine)
     ctx["runner"] = JobRunner(engine, ctx["sessionmaker"], settings, ctx.get("clock", utc_now))
     ctx["runner"].arq = ctx.get("redis")
+    identity = WorkerIdentity.current()
+    ctx["identity"] = identity
+    ctx["heartbeat"] = asyncio.create_task(
+        heartbeat_loop(ctx["sessionmaker"], identity, settings.job_lease_seconds)
+    )
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
+    heartbeat: asyncio.Task[None] | None = ctx.pop("heartbeat", None)
+    if heartbeat is not None:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
+        await forget(ctx["sessionmaker"], ctx["identity"])
     await ctx["engine"].dispose()
 
 
@@ -100,4 +115,5 @@ def build_worker(
         "log_results": False,
     }
     options.update(overrides)
-    return Worker(**options)
+    worker: Worker = ResilientWorker(**options)
+    return worker

@@ -1,0 +1,1 @@
+"""Prometheus metrics: process counters (HTTP, ingestion) and ledger facts read at scrape time."""
