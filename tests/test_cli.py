@@ -226,6 +226,7 @@ class TestCommandShape:
                 "aggregate",
                 "collect",
                 "demo",
+                "keys",
                 "migrate",
                 "openapi",
                 "rotate-secrets",

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, func, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -79,3 +80,10 @@ async def set_local(session: AsyncSession, settings: dict[str, str]) -> None:
     assignments = ", ".join(f"set_config('{name}', :v{i}, true)" for i, name in enumerate(settings))
     params = {f"v{i}": value for i, value in enumerate(settings.values())}
     await session.execute(text(f"SELECT {assignments}"), params)
+
+
+# scope="function": the transaction commits when the endpoint returns, BEFORE the response is
+# sent (FastAPI's default for yield dependencies ends them after the response). A commit that
+# fails (a cut connection) is then a 503, never a 2xx for data that was not stored, nor a
+# "response already started" crash.
+RequestSession = Annotated[AsyncSession, Depends(request_session, scope="function")]

@@ -3,9 +3,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from dbsize.db import request_session
+from dbsize.db import RequestSession
 from dbsize.instances.models import DbType
 from dbsize.instances.schemas import InstanceCreate, InstanceRead, InstanceUpdate
 from dbsize.instances.service import InstanceService
@@ -23,7 +22,7 @@ from dbsize.secret_box import SecretBox
 
 router = APIRouter(prefix="/v1/instances", tags=["instances"], responses=PROBLEM_RESPONSES)
 
-Session = Annotated[AsyncSession, Depends(request_session)]
+Session = RequestSession
 
 
 def _secret_box(request: Request) -> SecretBox:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Path, Query, Response, status
 
-from dbsize.db import request_session
+from dbsize.db import RequestSession
 from dbsize.keys.auth import requires
 from dbsize.keys.schemas import KeyCreate, KeyCreated, KeyRead
 from dbsize.keys.service import KeyService
@@ -17,7 +16,7 @@ from dbsize.openapi_docs import Problem
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
-Session = Annotated[AsyncSession, Depends(request_session)]
+Session = RequestSession
 PublicId = Annotated[str, Path(min_length=1, max_length=32, description="The key's public id")]
 
 _UNAVAILABLE = {

@@ -6,10 +6,9 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from dbsize.config import Settings
-from dbsize.db import request_session
+from dbsize.db import RequestSession
 from dbsize.errors import DbsizeError, InvalidInput, PayloadTooLarge
 from dbsize.keys.auth import requires
 from dbsize.keys.tokens import Scope
@@ -22,7 +21,7 @@ from dbsize.samples.service import SampleService
 
 router = APIRouter(tags=["samples"], responses=PROBLEM_RESPONSES)
 
-Session = Annotated[AsyncSession, Depends(request_session)]
+Session = RequestSession
 
 # A safety net against unbounded bodies, far above what a full batch needs (~150 bytes a row);
 # the row count is the real limit.
