@@ -88,6 +88,23 @@ class PrivateRedis:
         self.process = None
 
 
+@pytest.fixture(autouse=True)
+async def _no_injected_faults(engine: AsyncEngine) -> AsyncIterator[None]:
+    """The slow/failing triggers other suites inject must not leak into a fault test, nor
+    ours out of it."""
+
+    async def drop() -> None:
+        async with engine.begin() as conn:
+            for trigger in ("test_slow_period", "test_fail_period"):
+                await conn.execute(
+                    text(f"DROP TRIGGER IF EXISTS {trigger} ON database_size_aggregations")
+                )
+
+    await drop()
+    yield
+    await drop()
+
+
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server = PrivateRedis(tmp_path)
