@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.config import Settings
-from dbsize.db import request_session
+from dbsize.db import RequestSession
 from dbsize.instances.models import DbType
 from dbsize.keys.auth import requires
 from dbsize.keys.tokens import Scope
@@ -45,7 +45,7 @@ from dbsize.statistics.service import ForecastQuery, StatisticsService, version_
 
 router = APIRouter(tags=["statistics"])
 
-Session = Annotated[AsyncSession, Depends(request_session)]
+Session = RequestSession
 InstanceId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The instance's id")]
 DatabaseName = Annotated[str, Path(min_length=1, max_length=255)]
 InstanceIds = Annotated[
