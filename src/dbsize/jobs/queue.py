@@ -10,6 +10,12 @@ from __future__ import annotations
 import uuid
 
 from arq.connections import ArqRedis
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 
 from dbsize.logging import get_logger
 
@@ -37,3 +43,29 @@ async def enqueue_or_leave_for_sweeper(arq: ArqRedis, job_id: uuid.UUID, attempt
         log.warning("enqueue_deferred_to_sweeper", job_id=str(job_id), error=str(exc))
         return False
     return True
+
+
+async def redrive(arq: ArqRedis, job_id: uuid.UUID, attempt: int) -> bool:
+    """Re-drive a job the ledger has held ``queued`` and unclaimed for longer than the lease.
+
+    Usually arq simply lost it (Redis restarted empty, or was down at submit) and this enqueues
+    it. But a worker killed after arq handed it the job and before its claim committed leaves
+    arq's in-progress marker on that id, and arq keeps the id blocked for the whole job timeout
+    (hours) while the ledger says ``queued``: found by the fault suite's SIGKILLs. A live worker
+    claims within milliseconds of picking, so an in-progress id whose job is still queued after
+    the lease belongs to a dead worker: its arq keys are cleared and the id enqueued again (the
+    ledger's guarded claim still lets only one attempt run). A job merely waiting in a long
+    queue (known to arq, not in progress) is left where it is."""
+    if await enqueue(arq, job_id, attempt):
+        return True
+    arq_id = arq_job_id(job_id, attempt)
+    if not await arq.exists(in_progress_key_prefix + arq_id):
+        return False
+    log.warning("job_redriven_from_dead_worker", job_id=str(job_id), arq_job_id=arq_id)
+    await arq.delete(
+        in_progress_key_prefix + arq_id,
+        job_key_prefix + arq_id,
+        retry_key_prefix + arq_id,
+        result_key_prefix + arq_id,
+    )
+    return await enqueue(arq, job_id, attempt)

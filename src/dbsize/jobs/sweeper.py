@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dbsize.config import Settings
 from dbsize.db import session_scope
 from dbsize.jobs.models import JobStatus, RecordStatus
-from dbsize.jobs.queue import enqueue
+from dbsize.jobs.queue import enqueue, redrive
 from dbsize.jobs.repository import JobRepository
 from dbsize.jobs.runner import job_problem
 from dbsize.logging import get_logger
@@ -56,10 +56,11 @@ async def sweep(
                 problem = job_problem("worker-lost", "Worker lost", detail + "; no attempts left")
                 await repo.finish(job.id, JobStatus.failed, token=None, error=problem)
                 report.failed.append(job.id)
-        for job in await repo.queued_jobs_older_than(lease):
-            to_enqueue.append((job.id, job.attempt))
+        stale_queued = [(job.id, job.attempt) for job in await repo.queued_jobs_older_than(lease)]
     for job_id, attempt in to_enqueue:
-        if await enqueue(arq, job_id, attempt) and job_id not in report.requeued:
+        await enqueue(arq, job_id, attempt)
+    for job_id, attempt in stale_queued:
+        if await redrive(arq, job_id, attempt):
             report.redriven.append(job_id)
     for name in ("requeued", "failed", "cancelled", "redriven"):
         for job_id in getattr(report, name):
