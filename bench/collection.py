@@ -157,10 +157,7 @@ def loadavg() -> str:
         return f.read().strip()
 
 
-async def main(instances: int, runs: int, levels: list[int]) -> None:
-    url = make_url(SERVER).set(database=f"dbsize_bench_collect_{uuid.uuid4().hex[:8]}")
-    database_url = url.render_as_string(hide_password=False)
-    create_and_upgrade(database_url)
+async def main(database_url: str, instances: int, runs: int, levels: list[int]) -> None:
     base = Settings(
         database_url=database_url,
         secret_key=Fernet.generate_key().decode(),
@@ -198,4 +195,7 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
     args = parser.parse_args()
-    asyncio.run(main(args.instances, args.runs, args.levels))
+    url = make_url(SERVER).set(database=f"dbsize_bench_collect_{uuid.uuid4().hex[:8]}")
+    database_url = url.render_as_string(hide_password=False)
+    create_and_upgrade(database_url)  # synchronous: runs its own event loop
+    asyncio.run(main(database_url, args.instances, args.runs, args.levels))
