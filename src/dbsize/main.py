@@ -12,6 +12,7 @@ from dbsize import __version__
 from dbsize.collection.endpoints import router as collection_router
 from dbsize.config import Settings, get_settings
 from dbsize.db import create_engine, create_sessionmaker
+from dbsize.docs_ui import install_docs
 from dbsize.errors import install_handlers
 from dbsize.health import router as health_router
 from dbsize.instances.endpoints import router as instances_router
@@ -66,10 +67,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_docs
+        redoc_url=None,
     )
     app.state.settings = settings
     install_handlers(app)
     app.add_middleware(HttpMetricsMiddleware)
+    install_docs(app)
     for router in (
         health_router,
         metrics_router,

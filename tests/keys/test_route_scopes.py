@@ -22,6 +22,8 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope | None] = {
     ("GET", "/healthz"): None,
     ("GET", "/readyz"): None,
     ("GET", "/metrics"): None,
+    ("GET", "/docs"): None,
+    ("GET", "/redoc"): None,
     ("POST", "/v1/instances"): W,
     ("GET", "/v1/instances"): R,
     ("GET", "/v1/instances/{instance_id}"): R,
