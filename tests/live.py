@@ -29,6 +29,8 @@ def free_port() -> int:
 def child_environ(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment of a child ``dbsize`` on the test run's database, Redis and queue."""
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("DBSIZE_")}
+    if settings.secret_key is not None:
+        clean["DBSIZE_SECRET_KEY"] = settings.secret_key.get_secret_value()
     return clean | {
         "DBSIZE_DATABASE_URL": settings.database_url,
         "DBSIZE_REDIS_URL": settings.redis_url,

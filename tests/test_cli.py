@@ -25,13 +25,15 @@ import typer
 import typer.core
 import typer.main
 import yaml
+from alembic.script import ScriptDirectory
 from arq.connections import create_pool
 from sqlalchemy.engine import make_url
 
 from dbsize import cli, cli_common
-from dbsize.config import Settings
+from dbsize.config import Settings, normalise_database_url
 from dbsize.connectivity import check_postgres, check_redis
 from dbsize.embedded import EmbeddedError, EmbeddedServers, should_embed
+from dbsize.migrate import alembic_config, drop_database
 from dbsize.redis import redis_settings
 from tests.conftest import REDIS_URL, SERVER_URL
 
@@ -451,3 +453,90 @@ class TestUpEmbedded:
         assert len(key_lines) == 1, log
         assert (cwd / "var" / "secret_key").read_text().strip() not in log
         assert str(root) in embedded_lines[0]
+
+
+class TestDatabaseUrl:
+    @pytest.mark.parametrize(
+        ("given", "expected"),
+        [
+            ("postgres://u:p@db:5433/x", "postgresql+asyncpg://u:p@db:5433/x"),
+            ("postgresql://u@db/x", "postgresql+asyncpg://u@db/x"),
+            ("postgresql+asyncpg://u@db/x", "postgresql+asyncpg://u@db/x"),
+            ("postgresql://u@/x?host=/run/pg", "postgresql+asyncpg://u@/x?host=%2Frun%2Fpg"),
+        ],
+    )
+    def test_postgres_urls_mean_asyncpg(self, given: str, expected: str) -> None:
+        assert normalise_database_url(given) == expected
+
+    @pytest.mark.parametrize(
+        ("given", "reason"),
+        [
+            ("mysql://root@127.0.0.1/x", "must be a PostgreSQL URL"),
+            ("postgresql+psycopg://u@db/x", "must be a PostgreSQL URL"),
+            ("db.example.com", "is not a database URL"),
+            ("postgresql://u@db", "names no database"),
+        ],
+    )
+    def test_anything_else_is_refused(self, given: str, reason: str) -> None:
+        with pytest.raises(ValueError, match=reason):
+            normalise_database_url(given)
+
+
+class TestBadSettingsCreateNothing:
+    def test_non_postgres_url_is_one_line_and_creates_nothing(
+        self, unused_database_url: tuple[str, str]
+    ) -> None:
+        _, name = unused_database_url
+        url = f"mysql://root@127.0.0.1:3306/{name}"
+        line = one_error_line(run_dbsize("migrate", env={"DBSIZE_DATABASE_URL": url}))
+        assert line == (
+            "dbsize: invalid DBSIZE_DATABASE_URL: must be a PostgreSQL URL (postgresql://, "
+            "postgres:// or postgresql+asyncpg://), not mysql://; "
+            "e.g. postgresql://user@127.0.0.1:5432/dbsize"
+        )
+
+    def test_bad_redis_url_is_one_line(self) -> None:
+        line = one_error_line(
+            run_dbsize("worker", env={"DBSIZE_REDIS_URL": "http://127.0.0.1:6379"})
+        )
+        assert line == (
+            "dbsize: invalid DBSIZE_REDIS_URL: must be a redis://, rediss:// or unix:// URL, "
+            "e.g. redis://127.0.0.1:6379/0"
+        )
+
+    def test_demo_refuses_bad_counts_before_reading_settings(self) -> None:
+        env = {"DBSIZE_DATABASE_URL": "mysql://root@127.0.0.1/x"}
+        result = run_dbsize("demo", "--instances", "-1", env=env)
+        assert result.returncode == 2
+        assert "--instances" in one_error_line(result, status=2)
+
+
+class TestMigrate:
+    def test_plain_postgres_url_migrates_and_says_what_it_did(
+        self, unused_database_url: tuple[str, str]
+    ) -> None:
+        _, name = unused_database_url
+        url = make_url(SERVER_URL).set(drivername="postgres", database=name)
+        env = {"DBSIZE_DATABASE_URL": url.render_as_string(False)}
+        try:
+            first = run_dbsize("migrate", env=env)
+            assert first.returncode == 0, first.stderr
+            heads = [s.revision for s in _scripts().walk_revisions()]
+            head = heads[0]
+            applied = ", ".join(reversed(heads))
+            assert first.stderr == (
+                f"dbsize: created database {name}; applied {len(heads)} migrations ({applied}); "
+                f"database {name} is at {head}\n"
+            )
+            again = run_dbsize("migrate", env=env)
+            assert again.stderr == (
+                f"dbsize: no migration to apply; database {name} is at {head}\n"
+            )
+        finally:
+            asyncio.run(
+                drop_database(make_url(SERVER_URL).set(database=name).render_as_string(False))
+            )
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config(SERVER_URL))

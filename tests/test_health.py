@@ -107,7 +107,7 @@ class TestDependencyOutage:
             response = await client.get("/v1/instances")
         body = assert_problem(response, 503)
         assert int(response.headers["retry-after"]) > 0
-        assert body["type"] == "https://dbsize.dev/problems/service-unavailable"
+        assert body["type"] == "/problems/service-unavailable"
         assert "PostgreSQL" in str(body["detail"])
 
     async def test_write_while_postgres_is_down_is_503_problem(self, settings: Settings) -> None:

@@ -77,8 +77,7 @@ def _migrate(settings: Settings) -> None:
     from dbsize.migrate import create_and_upgrade
 
     check_database(settings)
-    create_and_upgrade(settings.database_url)
-    note("database is at the latest migration")
+    note(create_and_upgrade(settings.database_url).describe())
 
 
 @app.command()

@@ -11,6 +11,31 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/dbsize"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# What DBSIZE_DATABASE_URL may say: what libpq, psql and SQLAlchemy accept for PostgreSQL. All of
+# them mean the asyncpg driver, the only one dbsize ships.
+POSTGRES_SCHEMES = frozenset({"postgres", "postgresql", "postgresql+asyncpg"})
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+
+
+def normalise_database_url(value: str) -> str:
+    """``postgres://`` / ``postgresql://`` / ``postgresql+asyncpg://`` -> the asyncpg URL;
+    ValueError (one sentence, without the URL: it may hold a password) for anything else."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    example = "e.g. postgresql://user@127.0.0.1:5432/dbsize"
+    try:
+        url = make_url(value)
+    except ArgumentError as exc:
+        raise ValueError(f"is not a database URL; {example}") from exc
+    if url.drivername.lower() not in POSTGRES_SCHEMES:
+        raise ValueError(
+            f"must be a PostgreSQL URL (postgresql://, postgres:// or postgresql+asyncpg://), "
+            f"not {url.drivername}://; {example}"
+        )
+    if not url.database:
+        raise ValueError(f"names no database; {example}")
+    return url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
 class Settings(BaseSettings):
@@ -48,6 +73,9 @@ class Settings(BaseSettings):
     partitions_ahead_months: int = Field(default=3, ge=1)
     max_samples_per_request: int = Field(default=50_000, ge=1)
 
+    # Requests: a body over this many bytes is answered 413 before it is parsed.
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
     # Secrets at rest (instance passwords): comma-separated Fernet keys, the first encrypts
     # (decision 0018). Unset: the service refuses to store a password.
     secret_key: SecretStr | None = None
@@ -69,6 +97,21 @@ class Settings(BaseSettings):
 
     # Embedded servers (dbsize up --embedded)
     embedded_dir: str = "var/embedded"
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                "must be a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379/0"
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod

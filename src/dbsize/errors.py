@@ -14,7 +14,11 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-PROBLEM_BASE = "https://dbsize.dev/problems/"
+# Problem types are relative references to pages this service serves (dbsize.problem_pages), so
+# they resolve wherever the service runs, offline too, and never name a domain we do not own.
+PROBLEM_BASE = "/problems/"
+# What pydantic puts before the message of a ValueError or assert raised in a validator.
+_LIBRARY_PREFIXES = ("Value error, ", "Assertion failed, ")
 RETRY_AFTER_SECONDS = 5
 
 log = logging.getLogger("dbsize.errors")
@@ -111,9 +115,20 @@ def _pointer(loc: tuple[Any, ...]) -> str:
     return "#/" + "/".join(str(part) for part in loc)
 
 
+def clean_message(message: str) -> str:
+    """A validation message without the library's prefix (``Value error, ...``)."""
+    for prefix in _LIBRARY_PREFIXES:
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
+
+
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
-        {"pointer": _pointer(tuple(err.get("loc", ()))), "detail": err.get("msg", "invalid")}
+        {
+            "pointer": _pointer(tuple(err.get("loc", ()))),
+            "detail": clean_message(str(err.get("msg", "invalid"))),
+        }
         for err in exc.errors()
     ]
 
@@ -172,6 +187,16 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI: a body that cannot be decoded (not UTF-8, not JSON)
+            body = problem(
+                422,
+                "Invalid input",
+                f"The body cannot be read: {exc.detail}.",
+                type_slug="invalid-input",
+                instance=request.url.path,
+                errors=[{"pointer": "#/body", "detail": str(exc.detail)}],
+            )
+            return problem_response(body)
         body = problem(exc.status_code, str(exc.detail), instance=request.url.path)
         return problem_response(body, dict(exc.headers or {}))
 

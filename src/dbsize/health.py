@@ -11,6 +11,7 @@ from dbsize.config import Settings
 from dbsize.db import session_scope
 from dbsize.errors import problem, problem_response
 from dbsize.keys.auth import public
+from dbsize.openapi_docs import declared_problem
 from dbsize.worker.heartbeat import newest_heartbeat
 
 router = APIRouter(tags=["health"])
@@ -56,10 +57,9 @@ async def _check_worker(request: Request) -> str | None:
     "/readyz",
     dependencies=[public()],
     responses={
-        503: {
-            "description": "A dependency is unreachable, or no worker heartbeats",
-            "content": {"application/problem+json": {}},
-        }
+        503: declared_problem(
+            503, "PostgreSQL or Redis is unreachable, or no worker heartbeats (`checks` says which)"
+        )
     },
 )
 async def readyz(request: Request) -> Any:

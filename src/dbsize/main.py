@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dbsize import __version__
+from dbsize.access_log import AccessLog
 from dbsize.collection.endpoints import router as collection_router
 from dbsize.config import Settings, get_settings
 from dbsize.db import create_engine, create_sessionmaker
@@ -22,7 +23,10 @@ from dbsize.keys.auth import declare_auth_responses
 from dbsize.keys.endpoints import router as keys_router
 from dbsize.metrics.endpoints import router as metrics_router
 from dbsize.metrics.process import HttpMetricsMiddleware
+from dbsize.openapi_docs import install_openapi
+from dbsize.problem_pages import router as problem_pages_router
 from dbsize.redis import create_arq_redis
+from dbsize.request_guard import RequestGuard
 from dbsize.samples.endpoints import router as samples_router
 from dbsize.statistics.endpoints import router as statistics_router
 from dbsize.ui.endpoints import router as ui_router
@@ -74,6 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     app.add_middleware(HttpMetricsMiddleware)
     install_docs(app)
+    install_openapi(app)
+    # Outermost last: the access line also covers what the guard refuses.
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog)
     for router in (
         health_router,
         metrics_router,
@@ -87,5 +95,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(declare_auth_responses(router))
     # The dashboard: page shells (no data, so no key) and their static files.
     app.include_router(ui_router)
+    app.include_router(problem_pages_router)
     app.mount("/ui/static", CachedStaticFiles(directory=STATIC_DIR), name="ui-static")
     return app

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -63,6 +65,48 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
-def create_and_upgrade(database_url: str) -> None:
-    asyncio.run(create_database_if_missing(database_url))
+@dataclass(frozen=True)
+class MigrationOutcome:
+    """What ``create_and_upgrade`` did: for ``dbsize migrate`` to say so."""
+
+    database: str
+    created: bool
+    applied: tuple[str, ...]  # revisions applied, oldest first
+    head: str
+
+    def describe(self) -> str:
+        done = [f"created database {self.database}"] if self.created else []
+        if self.applied:
+            count = len(self.applied)
+            done.append(
+                f"applied {count} migration{'s' if count != 1 else ''} ({', '.join(self.applied)})"
+            )
+        else:
+            done.append("no migration to apply")
+        return f"{'; '.join(done)}; database {self.database} is at {self.head}"
+
+
+async def current_revision(database_url: str) -> str | None:
+    """The database's Alembic revision; None before the first migration."""
+    conn = await asyncpg.connect(_asyncpg_dsn(database_url), timeout=5)
+    try:
+        return await conn.fetchval("SELECT version_num FROM alembic_version")  # type: ignore[no-any-return]
+    except asyncpg.exceptions.UndefinedTableError:
+        return None
+    finally:
+        await conn.close()
+
+
+def pending_revisions(database_url: str, current: str | None) -> tuple[str, ...]:
+    """The revisions ``upgrade`` would apply after ``current``, oldest first."""
+    scripts = ScriptDirectory.from_config(alembic_config(database_url))
+    pending = scripts.iterate_revisions("heads", current or "base")
+    return tuple(reversed([script.revision for script in pending]))
+
+
+def create_and_upgrade(database_url: str) -> MigrationOutcome:
+    created = asyncio.run(create_database_if_missing(database_url))
+    pending = pending_revisions(database_url, asyncio.run(current_revision(database_url)))
     upgrade(database_url)
+    head = asyncio.run(current_revision(database_url)) or "base"
+    return MigrationOutcome(str(make_url(database_url).database), created, pending, head)

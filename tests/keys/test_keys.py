@@ -153,7 +153,7 @@ class TestRefusals:
         assert response.headers["content-type"] == "application/problem+json"
         assert response.headers["www-authenticate"] == 'Bearer realm="dbsize"'
         assert response.json() == {
-            "type": "https://dbsize.dev/problems/unauthorized",
+            "type": "/problems/unauthorized",
             "title": "Unauthorized",
             "status": 401,
             "detail": "this route needs an API key: send `Authorization: Bearer <key>`",

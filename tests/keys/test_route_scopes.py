@@ -24,6 +24,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope | None] = {
     ("GET", "/metrics"): None,
     ("GET", "/docs"): None,
     ("GET", "/redoc"): None,
+    ("GET", "/problems/{slug}"): None,
     ("POST", "/v1/instances"): W,
     ("GET", "/v1/instances"): R,
     ("GET", "/v1/instances/{instance_id}"): R,

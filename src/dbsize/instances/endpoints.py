@@ -10,7 +10,7 @@ from dbsize.instances.schemas import InstanceCreate, InstanceRead, InstanceUpdat
 from dbsize.instances.service import InstanceService
 from dbsize.keys.auth import requires
 from dbsize.keys.tokens import Scope
-from dbsize.openapi_docs import PROBLEM_RESPONSES
+from dbsize.openapi_docs import problem_responses
 from dbsize.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -18,9 +18,10 @@ from dbsize.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from dbsize.params import InstanceIdPath
 from dbsize.secret_box import SecretBox
 
-router = APIRouter(prefix="/v1/instances", tags=["instances"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/instances", tags=["instances"])
 
 Session = RequestSession
 
@@ -37,6 +38,7 @@ Box = Annotated[SecretBox, Depends(_secret_box)]
     status_code=status.HTTP_201_CREATED,
     response_model=InstanceRead,
     dependencies=[requires(Scope.write)],
+    responses=problem_responses(409, 413, 422, 503),
 )
 async def create_instance(
     body: InstanceCreate, session: Session, box: Box, response: Response
@@ -50,7 +52,12 @@ async def create_instance(
     return InstanceRead.model_validate(instance)
 
 
-@router.get("", response_model=Page[InstanceRead], dependencies=[requires(Scope.read)])
+@router.get(
+    "",
+    response_model=Page[InstanceRead],
+    dependencies=[requires(Scope.read)],
+    responses=problem_responses(422, 503),
+)
 async def list_instances(
     session: Session,
     db_type: DbType | None = None,
@@ -69,14 +76,24 @@ async def list_instances(
     return Page(items=items, next_cursor=next_cursor, limit=limit)
 
 
-@router.get("/{instance_id}", response_model=InstanceRead, dependencies=[requires(Scope.read)])
-async def get_instance(instance_id: int, session: Session) -> InstanceRead:
+@router.get(
+    "/{instance_id}",
+    response_model=InstanceRead,
+    dependencies=[requires(Scope.read)],
+    responses=problem_responses(404, 422, 503),
+)
+async def get_instance(instance_id: InstanceIdPath, session: Session) -> InstanceRead:
     return InstanceRead.model_validate(await InstanceService(session).get(instance_id))
 
 
-@router.patch("/{instance_id}", response_model=InstanceRead, dependencies=[requires(Scope.write)])
+@router.patch(
+    "/{instance_id}",
+    response_model=InstanceRead,
+    dependencies=[requires(Scope.write)],
+    responses=problem_responses(404, 409, 413, 422, 503),
+)
 async def update_instance(
-    instance_id: int, body: InstanceUpdate, session: Session, box: Box
+    instance_id: InstanceIdPath, body: InstanceUpdate, session: Session, box: Box
 ) -> InstanceRead:
     """Change an instance. `{"is_active": false}` deactivates it and keeps its history;
     `{"password": null}` removes the stored password."""
@@ -88,9 +105,10 @@ async def update_instance(
     "/{instance_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[requires(Scope.admin)],
+    responses=problem_responses(404, 409, 422, 503),
 )
 async def delete_instance(
-    instance_id: int,
+    instance_id: InstanceIdPath,
     session: Session,
     purge: Annotated[bool, Query(description="Also erase its samples and statistics")] = False,
 ) -> Response:

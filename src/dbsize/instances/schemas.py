@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from dbsize.decimals import JsonDecimal
 from dbsize.instances.models import DbType, TlsMode
+from dbsize.patching import PatchModel
 
 _NAME = Field(min_length=1, max_length=255, examples=["pg-orders-01"])
 _CAPACITY_DESCRIPTION = "Disk or quota in MB: the capacity forecast's default threshold."
@@ -84,12 +85,16 @@ class InstanceCreate(ConnectionFields):
         return value
 
 
-class InstanceUpdate(BaseModel):
+class InstanceUpdate(PatchModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
             "examples": [{"is_active": False}, {"host": "10.0.4.22"}, {"capacity_mb": 1024000}]
         },
+    )
+    # Null clears these columns; any other field set to null is a 422 naming it.
+    nullable: ClassVar[frozenset[str]] = frozenset(
+        {"host", "port", "environment", "username", "password", "connect_database", "capacity_mb"}
     )
 
     name: str | None = Field(default=None, min_length=1, max_length=255)
@@ -106,15 +111,6 @@ class InstanceUpdate(BaseModel):
     connect_timeout_seconds: int | None = Field(default=None, ge=1, le=300)
     statement_timeout_seconds: int | None = Field(default=None, ge=1, le=86400)
     collect: bool | None = None
-
-    @model_validator(mode="after")
-    def _no_null_for_required(self) -> InstanceUpdate:
-        required = ("tls_mode", "connect_timeout_seconds", "statement_timeout_seconds", "collect")
-        nulled = [name for name in required if name in self.model_fields_set]
-        nulled = [name for name in nulled if getattr(self, name) is None]
-        if nulled:
-            raise ValueError(f"{', '.join(nulled)} cannot be null")
-        return self
 
     capacity_mb: Decimal | None = _capacity()
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
@@ -31,7 +31,8 @@ from dbsize.jobs.notifications import JobChangeFeed
 from dbsize.jobs.queue import enqueue_or_leave_for_sweeper
 from dbsize.jobs.repository import JobRepository
 from dbsize.jobs.schemas import (
-    JobCounters,
+    JOB_QUEUED_EXAMPLE,
+    NAMED_JOB_REQUESTS,
     JobCreate,
     JobLinks,
     JobProgress,
@@ -39,16 +40,15 @@ from dbsize.jobs.schemas import (
     JobRecordRead,
     JobStatusCounts,
     PeriodResultRead,
+    request_view,
 )
 from dbsize.jobs.service import JobService, Submission
 from dbsize.keys.auth import requires
 from dbsize.keys.tokens import Scope
-from dbsize.openapi_docs import PROBLEM_RESPONSES
+from dbsize.openapi_docs import problem_responses
 from dbsize.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 
-router = APIRouter(
-    prefix="/v1/aggregation-jobs", tags=["aggregation jobs"], responses=PROBLEM_RESPONSES
-)
+router = APIRouter(prefix="/v1/aggregation-jobs", tags=["aggregation jobs"])
 
 # Long-polls and event streams wake on the job's NOTIFY (jobs.notifications); this is only the
 # fallback re-read for when the listening connection is down.
@@ -74,13 +74,6 @@ def _view(
     job: AggregationJob, periods: list[JobPeriodResult], *, coalesced: bool = False
 ) -> JobRead:
     base = f"{BASE_PATHS[JobKind(job.kind)]}/{job.id}"
-    counters = JobCounters(
-        total_instances=job.total_instances,
-        succeeded_instances=job.succeeded_instances,
-        failed_instances=job.failed_instances,
-        skipped_instances=job.skipped_instances,
-        cancelled_instances=job.cancelled_instances,
-    )
     order = {p: i for i, p in enumerate(job.periods)}
     return JobRead(
         id=job.id,
@@ -89,7 +82,7 @@ def _view(
         done=job.status in TERMINAL_JOB_STATUSES,
         trigger=Trigger(job.trigger),
         scope=job.scope_kind,
-        request=job.request,
+        request=request_view(job.request),
         progress=JobProgress(
             periods_done=job.periods_done,
             periods_total=job.periods_total,
@@ -97,8 +90,11 @@ def _view(
             instances_done=job.instances_done if job.kind == JobKind.collection else None,
             percent=_percent(job),
         ),
-        counters=counters,
-        **counters.model_dump(),
+        total_instances=job.total_instances,
+        succeeded_instances=job.succeeded_instances,
+        failed_instances=job.failed_instances,
+        skipped_instances=job.skipped_instances,
+        cancelled_instances=job.cancelled_instances,
         attempt=job.attempt,
         max_attempts=job.max_attempts,
         cancel_requested=job.cancel_requested,
@@ -189,11 +185,17 @@ async def accepted_response(request: Request, submission: Submission) -> JSONRes
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
     dependencies=[requires(Scope.write)],
-    responses={202: {"description": "Accepted (or an equal active job, `coalesced: true`)"}},
+    responses={
+        202: {
+            "description": "Accepted (or an equal active job, `coalesced: true`)",
+            "content": {"application/json": {"example": JOB_QUEUED_EXAMPLE}},
+        },
+        **problem_responses(409, 413, 422, 503),
+    },
 )
 async def submit_job(
     request: Request,
-    body: JobCreate | None = None,
+    body: Annotated[JobCreate | None, Body(openapi_examples=NAMED_JOB_REQUESTS)] = None,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -215,7 +217,12 @@ async def submit_job(
     return await accepted_response(request, submission)
 
 
-@router.get("", response_model=Page[JobRead], dependencies=[requires(Scope.read)])
+@router.get(
+    "",
+    response_model=Page[JobRead],
+    dependencies=[requires(Scope.read)],
+    responses=problem_responses(422, 503),
+)
 async def list_jobs(
     request: Request,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
@@ -267,7 +274,12 @@ async def jobs_page(
     return Page(items=views, next_cursor=next_cursor, limit=limit)
 
 
-@router.get("/status-counts", response_model=JobStatusCounts, dependencies=[requires(Scope.read)])
+@router.get(
+    "/status-counts",
+    response_model=JobStatusCounts,
+    dependencies=[requires(Scope.read)],
+    responses=problem_responses(422, 503),
+)
 async def count_jobs_by_status(
     request: Request,
     trigger: Trigger | None = None,
@@ -287,14 +299,22 @@ async def count_jobs_by_status(
     "/{job_id}",
     response_model=JobRead,
     dependencies=[requires(Scope.read)],
-    responses={304: {"description": "Not modified since the ETag given in If-None-Match"}},
+    responses={
+        304: {"description": "Not modified since the ETag given in If-None-Match"},
+        **problem_responses(404, 422, 503),
+    },
 )
 async def get_job(
     request: Request,
     job_id: uuid.UUID,
     wait: Annotated[
         int,
-        Query(ge=0, description="Long-poll: wait up to this many seconds (capped) for a change"),
+        Query(
+            ge=0,
+            le=3600,
+            description="Long-poll: wait up to this many seconds (capped by "
+            "DBSIZE_LONG_POLL_MAX_SECONDS) for a change",
+        ),
     ] = 0,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -335,6 +355,7 @@ async def job_status_response(
     "/{job_id}/instances",
     response_model=Page[JobRecordRead],
     dependencies=[requires(Scope.read)],
+    responses=problem_responses(404, 422, 503),
 )
 async def list_job_instances(
     request: Request,
@@ -370,7 +391,10 @@ async def job_records_page(
     "/{job_id}/events",
     response_class=EventSourceResponse,
     dependencies=[requires(Scope.read)],
-    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "SSE stream"},
+        **problem_responses(404, 422, 503),
+    },
 )
 async def job_events(request: Request, job_id: uuid.UUID) -> EventSourceResponse:
     """Server-Sent Events: one `job` event per change of status or progress; the stream ends
@@ -405,7 +429,10 @@ async def job_event_stream(
     "/{job_id}/cancel",
     response_model=JobRead,
     dependencies=[requires(Scope.write)],
-    responses={202: {"description": "Cancel requested; a running job stops between periods"}},
+    responses={
+        202: {"description": "Cancel requested; a running job stops between periods"},
+        **problem_responses(404, 409, 422, 503),
+    },
 )
 async def cancel_job(request: Request, job_id: uuid.UUID) -> JSONResponse:
     """Cancel: a queued job is cancelled at once (200); a running job stops cooperatively between
@@ -427,6 +454,7 @@ async def cancel_response(request: Request, job_id: uuid.UUID, kind: JobKind) ->
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
     dependencies=[requires(Scope.write)],
+    responses=problem_responses(404, 409, 422, 503),
 )
 async def retry_job(request: Request, job_id: uuid.UUID) -> JSONResponse:
     """A new job for this job's failed and cancelled instances and the periods they missed."""

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.jobs.models import JobKind, JobStatus, RecordStatus, Trigger
+from dbsize.params import InstanceIdField
 
 
 class JobCreate(BaseModel):
@@ -39,7 +40,7 @@ class JobCreate(BaseModel):
         default=False,
         description="Only what changed since the last refresh, plus periods that have ended.",
     )
-    instance_ids: list[int] | None = Field(
+    instance_ids: list[InstanceIdField] | None = Field(
         default=None,
         min_length=1,
         max_length=100_000,
@@ -70,14 +71,6 @@ class JobProgress(BaseModel):
     percent: float
 
 
-class JobCounters(BaseModel):
-    total_instances: int
-    succeeded_instances: int
-    failed_instances: int
-    skipped_instances: int
-    cancelled_instances: int
-
-
 class PeriodResultRead(BaseModel):
     period_type: PeriodType
     status: str = Field(description="succeeded or failed")
@@ -102,6 +95,79 @@ class JobLinks(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
+def request_view(request: dict[str, Any]) -> dict[str, Any]:
+    """The stored request as a job body shows it: the instance ids counted, not echoed (a
+    fleet-wide job has thousands; the records endpoint lists them)."""
+    view = {key: value for key, value in request.items() if key != "instance_ids"}
+    view["instance_count"] = len(request.get("instance_ids") or [])
+    return view
+
+
+# The body of a job just queued (POST /v1/aggregation-jobs answers it with 202).
+JOB_QUEUED_EXAMPLE: dict[str, Any] = {
+    "id": "0b7e5c52-5f0e-4a43-9d61-2f1f3f0c8a11",
+    "kind": "aggregation",
+    "status": "queued",
+    "done": False,
+    "trigger": "api",
+    "scope": "as_of",
+    "request": {
+        "as_of": "2026-11-22",
+        "scope": "as_of",
+        "periods": ["daily", "weekly", "monthly", "quarterly"],
+        "all_active_instances": True,
+        "instance_count": 1200,
+    },
+    "progress": {
+        "periods_done": 0,
+        "periods_total": 4,
+        "running_periods": [],
+        "instances_done": None,
+        "percent": 0.0,
+    },
+    "total_instances": 1200,
+    "succeeded_instances": 0,
+    "failed_instances": 0,
+    "skipped_instances": 0,
+    "cancelled_instances": 0,
+    "attempt": 0,
+    "max_attempts": 3,
+    "cancel_requested": False,
+    "retry_of": None,
+    "coalesced": False,
+    "created_at": "2026-11-22T04:00:00.012Z",
+    "started_at": None,
+    "heartbeat_at": None,
+    "finished_at": None,
+    "period_results": [],
+    "error": None,
+    "links": {
+        "self": "/v1/aggregation-jobs/0b7e5c52-5f0e-4a43-9d61-2f1f3f0c8a11",
+        "instances": "/v1/aggregation-jobs/0b7e5c52-5f0e-4a43-9d61-2f1f3f0c8a11/instances",
+        "events": "/v1/aggregation-jobs/0b7e5c52-5f0e-4a43-9d61-2f1f3f0c8a11/events",
+        "cancel": "/v1/aggregation-jobs/0b7e5c52-5f0e-4a43-9d61-2f1f3f0c8a11/cancel",
+        "retry": "/v1/aggregation-jobs/0b7e5c52-5f0e-4a43-9d61-2f1f3f0c8a11/retry",
+    },
+}
+
+# POST /v1/aggregation-jobs: one named example per scope (Swagger UI offers them in a list).
+NAMED_JOB_REQUESTS: dict[str, Any] = {
+    "as-of": {
+        "summary": "The periods containing a date (default: today)",
+        "value": {"periods": ["daily", "weekly"], "as_of": "2026-11-22"},
+    },
+    "range": {
+        "summary": "Backfill every period touching a range, for some instances",
+        "value": {"start": "2026-01-01", "end": "2026-03-31", "instance_ids": [1, 2, 3]},
+    },
+    "incremental": {
+        "summary": "Only what changed since the last refresh",
+        "value": {"incremental": True},
+    },
+    "today": {"summary": "Everything for today, every active instance", "value": {}},
+}
+
+
 class JobRead(BaseModel):
     id: uuid.UUID
     kind: JobKind = Field(description="aggregation or collection; one ledger for both")
@@ -109,10 +175,11 @@ class JobRead(BaseModel):
     done: bool = Field(description="True once the status is terminal; it never changes again.")
     trigger: Trigger
     scope: str = Field(description="as_of, range or incremental; instances for a collection")
-    request: dict[str, Any] = Field(description="The normalised request.")
+    request: dict[str, Any] = Field(
+        description="The normalised request. The instances are counted (`instance_count`), "
+        "not listed: `links.instances` pages through them with their outcome."
+    )
     progress: JobProgress
-    counters: JobCounters
-    # Counters flattened too, for pollers that read them directly.
     total_instances: int
     succeeded_instances: int
     failed_instances: int

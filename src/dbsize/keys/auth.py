@@ -147,9 +147,11 @@ def declare_auth_responses(router: APIRouter) -> APIRouter:
             continue
         if scope is None:
             continue
-        route.responses.setdefault(401, problem_declaration("Missing, unknown or revoked API key"))
+        route.responses.setdefault(
+            401, problem_declaration("Missing, unknown or revoked API key", 401)
+        )
         if scope is not Scope.read:
             route.responses.setdefault(
-                403, problem_declaration(f"The key's scope is narrower than {scope.value!r}")
+                403, problem_declaration(f"The key's scope is narrower than {scope.value!r}", 403)
             )
     return router

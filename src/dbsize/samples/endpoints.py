@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -13,13 +13,14 @@ from dbsize.errors import DbsizeError, InvalidInput, PayloadTooLarge
 from dbsize.keys.auth import requires
 from dbsize.keys.tokens import Scope
 from dbsize.metrics.process import SAMPLES_INGESTED, SAMPLES_REJECTED, rejected_rows
-from dbsize.openapi_docs import PROBLEM_RESPONSES, Problem
+from dbsize.openapi_docs import problem_responses
 from dbsize.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
+from dbsize.params import InstanceIdPath
 from dbsize.samples.parsing import SampleBatch, parse_csv, parse_json
 from dbsize.samples.schemas import IngestResult, SampleRead, ingest_request_body
 from dbsize.samples.service import SampleService
 
-router = APIRouter(tags=["samples"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["samples"])
 
 Session = RequestSession
 
@@ -39,14 +40,6 @@ def clock() -> datetime:
 
 
 Now = Annotated[datetime, Depends(clock)]
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "model": Problem,
-        "description": description,
-        "content": {"application/problem+json": {}},
-    }
 
 
 async def _read_body(request: Request, max_bytes: int) -> bytes:
@@ -77,10 +70,15 @@ def _parse(request: Request, body: bytes, max_rows: int) -> SampleBatch:
     "/v1/size-samples",
     response_model=IngestResult,
     dependencies=[requires(Scope.write)],
-    responses={
-        413: _problem("More samples than DBSIZE_MAX_SAMPLES_PER_REQUEST (default 50,000)"),
-        415: _problem("Body is neither application/json nor text/csv"),
-    },
+    responses=problem_responses(
+        413,
+        415,
+        422,
+        503,
+        _413="The body is over DBSIZE_MAX_BODY_BYTES, or has more samples than "
+        "DBSIZE_MAX_SAMPLES_PER_REQUEST (default 50,000)",
+        _415="Body is neither application/json nor text/csv",
+    ),
     openapi_extra=ingest_request_body(),
 )
 async def ingest_size_samples(request: Request, session: Session, now: Now) -> IngestResult:
@@ -128,9 +126,10 @@ def _after(cursor: str | None) -> tuple[str, date] | None:
     "/v1/instances/{instance_id}/size-samples",
     response_model=Page[SampleRead],
     dependencies=[requires(Scope.read)],
+    responses=problem_responses(404, 422, 503),
 )
 async def list_size_samples(
-    instance_id: int,
+    instance_id: InstanceIdPath,
     session: Session,
     database_name: Annotated[str | None, Query(description="Only this database")] = None,
     start: Annotated[date | None, Query(description="First day (inclusive)")] = None,

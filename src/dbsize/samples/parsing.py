@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from dbsize.errors import InvalidInput, PayloadTooLarge
+from dbsize.errors import InvalidInput, PayloadTooLarge, clean_message
 from dbsize.samples.schemas import BATCH_ADAPTER, ROWS_ADAPTER, SAMPLE_FIELDS, SampleRow
 
 MAX_LISTED_ERRORS = 1000
@@ -93,10 +93,10 @@ def _row_errors(
         row = loc[depth] if len(loc) > depth else None
         if isinstance(row, int):
             field_name = "/".join(str(part) for part in loc[depth + 1 :]) or None
-            by_row.setdefault(row, []).append(RowError(row, field_name, err["msg"]))
+            by_row.setdefault(row, []).append(RowError(row, field_name, clean_message(err["msg"])))
         else:
             pointer = "#/" + "/".join(str(part) for part in loc) if loc else "#"
-            other.append({"pointer": pointer, "detail": err["msg"]})
+            other.append({"pointer": pointer, "detail": clean_message(err["msg"])})
     return by_row, other
 
 
