@@ -215,7 +215,9 @@ class TestCollectionCron:
         assert aggregation_id != job_ids[0]
         jobs = (await client.get("/v1/collection-jobs", params={"trigger": "cron"})).json()
         assert [job["id"] for job in jobs["items"]] == [job_ids[0]]
-        assert jobs["items"][0]["request"]["instance_ids"] == [active["id"]]
+        assert jobs["items"][0]["request"]["instance_count"] == 1
+        records = (await client.get(jobs["items"][0]["links"]["instances"])).json()["items"]
+        assert [record["instance_id"] for record in records] == [active["id"]]
 
     def test_cron_is_registered_only_when_enabled(self, settings: Settings) -> None:
         from datetime import time

@@ -42,6 +42,7 @@ from dbsize.keys.auth import requires
 from dbsize.keys.tokens import Scope
 from dbsize.openapi_docs import PROBLEM_RESPONSES
 from dbsize.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from dbsize.params import InstanceIdPath
 from dbsize.secret_box import SecretBox
 
 router = APIRouter(tags=["collection"], responses=PROBLEM_RESPONSES)
@@ -100,7 +101,7 @@ async def list_collection_jobs(
 async def get_collection_job(
     request: Request,
     job_id: uuid.UUID,
-    wait: Annotated[int, Query(ge=0, description="Long-poll up to this many seconds")] = 0,
+    wait: Annotated[int, Query(ge=0, le=3600, description="Long-poll up to this many seconds")] = 0,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The collection job as the ledger has it; `progress.instances_done` counts settled
@@ -164,7 +165,7 @@ async def retry_collection_job(request: Request, job_id: uuid.UUID) -> JSONRespo
     response_model=JobRead,
     dependencies=[requires(Scope.write)],
 )
-async def collect_instance(request: Request, instance_id: int) -> JSONResponse:
+async def collect_instance(request: Request, instance_id: InstanceIdPath) -> JSONResponse:
     """Collect this instance now (a collection job of one), then its aggregation."""
     await require_redis(request)
     async with session_scope(request.app.state.sessionmaker) as session:
@@ -180,7 +181,7 @@ async def collect_instance(request: Request, instance_id: int) -> JSONResponse:
     response_model=ConnectionTestResult,
     dependencies=[requires(Scope.write)],
 )
-async def test_connection(request: Request, instance_id: int) -> ConnectionTestResult:
+async def test_connection(request: Request, instance_id: InstanceIdPath) -> ConnectionTestResult:
     """Connect with the instance's settings and list what it would collect (nothing is
     stored). `ok: false` with the reason when it cannot, within the instance's timeouts."""
     async with session_scope(request.app.state.sessionmaker) as session:
@@ -224,7 +225,9 @@ async def test_connection(request: Request, instance_id: int) -> ConnectionTestR
     response_model=list[InstanceDatabaseRead],
     dependencies=[requires(Scope.read)],
 )
-async def instance_databases(request: Request, instance_id: int) -> list[InstanceDatabaseRead]:
+async def instance_databases(
+    request: Request, instance_id: InstanceIdPath
+) -> list[InstanceDatabaseRead]:
     """The databases collection has seen on this instance: first/last day seen, and since
     when one is missing."""
     async with session_scope(request.app.state.sessionmaker) as session:

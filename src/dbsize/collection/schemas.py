@@ -4,6 +4,8 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dbsize.params import InstanceIdField
+
 
 class CollectionJobCreate(BaseModel):
     """Which instances to collect. Default: every active instance whose `collect` is on."""
@@ -12,7 +14,9 @@ class CollectionJobCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{}, {"instance_ids": [1, 2]}]}
     )
 
-    instance_ids: list[int] | None = Field(default=None, min_length=1, max_length=100_000)
+    instance_ids: list[InstanceIdField] | None = Field(
+        default=None, min_length=1, max_length=100_000
+    )
 
 
 class CollectedDatabase(BaseModel):
