@@ -450,3 +450,44 @@ class TestConcurrentIngestion:
             assert not waiting.done()
         assert (await waiting).inserted == 1
         assert await scalar(engine, "SELECT count(*) FROM size_samples_2018_04") == 2
+
+
+class TestCsvShapes:
+    """CSV as spreadsheets and other tools write it: BOM, CRLF, quotes, a final newline."""
+
+    async def test_bom_crlf_quoted_fields_and_trailing_newline_parse(
+        self, client: AsyncClient, instance: dict[str, Any], engine: AsyncEngine
+    ) -> None:
+        body = (
+            '\ufeff"instance_name",database_name,collected_date,size_mb\r\n'
+            '"pg-orders-01","orders ""eu""",2026-03-01,"10.5"\r\n'
+            'pg-orders-01,"multi\r\nline",2026-03-02,11\r\n'
+        )
+        response = await post_csv(client, body)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"received": 2, "inserted": 2, "updated": 0, "unchanged": 0}
+        stored = await rows(engine, "SELECT database_name, size_mb FROM size_samples ORDER BY 1")
+        assert [(r.database_name, float(r.size_mb)) for r in stored] == [
+            ("multi\r\nline", 11.0),
+            ('orders "eu"', 10.5),
+        ]
+
+    async def test_wrong_header_names_the_expected_columns(self, client: AsyncClient) -> None:
+        response = await post_csv(client, "host,db,day,mb\r\nx,y,2026-03-01,1\r\n")
+        assert response.status_code == 422, response.text
+        problem = response.json()
+        assert problem["detail"] == (
+            "The CSV header is invalid; expected columns: database_name, collected_date, size_mb "
+            "(required) and instance_id, instance_name, data_size_mb, log_size_mb, collected_at "
+            "(instance_id or instance_name required)."
+        )
+        assert [e["detail"] for e in problem["errors"]] == [
+            "unknown column 'host'",
+            "unknown column 'db'",
+            "unknown column 'day'",
+            "unknown column 'mb'",
+            "column 'database_name' is missing",
+            "column 'collected_date' is missing",
+            "column 'size_mb' is missing",
+            "a column 'instance_id' or 'instance_name' is needed",
+        ]

@@ -20,6 +20,8 @@ from pydantic import ValidationError
 from dbsize.errors import InvalidInput, PayloadTooLarge, clean_message
 from dbsize.samples.schemas import BATCH_ADAPTER, ROWS_ADAPTER, SAMPLE_FIELDS, SampleRow
 
+REQUIRED_CSV_COLUMNS = ("database_name", "collected_date", "size_mb")
+
 MAX_LISTED_ERRORS = 1000
 """A 422 lists at most this many errors; its ``invalid_rows`` counts every bad row."""
 
@@ -171,9 +173,23 @@ def _check_header(header: Sequence[str]) -> None:
         for i, name in enumerate(header)
         if name in header[:i]
     ]
+    problems += [
+        {"pointer": "#/header", "detail": f"column {name!r} is missing"}
+        for name in REQUIRED_CSV_COLUMNS
+        if name not in header
+    ]
+    if "instance_id" not in header and "instance_name" not in header:
+        problems.append(
+            {"pointer": "#/header", "detail": "a column 'instance_id' or 'instance_name' is needed"}
+        )
     if problems:
-        allowed = ", ".join(SAMPLE_FIELDS)
-        raise InvalidInput(f"The CSV header is invalid; columns are: {allowed}.", errors=problems)
+        optional = ", ".join(f for f in SAMPLE_FIELDS if f not in REQUIRED_CSV_COLUMNS)
+        raise InvalidInput(
+            "The CSV header is invalid; expected columns: "
+            f"{', '.join(REQUIRED_CSV_COLUMNS)} (required) and {optional} "
+            "(instance_id or instance_name required).",
+            errors=problems,
+        )
 
 
 def parse_csv(body: bytes, *, max_rows: int) -> SampleBatch:
