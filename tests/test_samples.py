@@ -342,7 +342,11 @@ class TestIngestCsv:
         response = await post_csv(
             client, "instance_id,db,collected_date,size_mb\n1,x,2026-03-01,1\n"
         )
-        _assert_rejected(response, "#/header/1")
+        problem = _assert_rejected(response, "#/header/1", "#/header")
+        assert [e["detail"] for e in problem["errors"]] == [
+            "unknown column 'db'",
+            "column 'database_name' is missing",
+        ]
 
 
 class TestListSamples:
