@@ -51,6 +51,7 @@ from dbsize.collection import cli as collection_cli
 from dbsize.config import Settings, get_settings
 from dbsize.jobs import cli as jobs_cli
 from dbsize.keys import cli as keys_cli
+from dbsize.statistics import cli as statistics_cli
 
 if TYPE_CHECKING:
     import uvicorn
@@ -250,14 +251,33 @@ def demo(
     days: Annotated[
         int, typer.Option(min=1, max=3_660, help="days of history ending today (1-3660)")
     ] = 400,
+    aggregate: Annotated[
+        bool,
+        typer.Option(
+            help="then compute the fleet's statistics: a backfill job through the ledger, "
+            "followed with a progress bar (--no-aggregate: samples only)"
+        ),
+    ] = True,
 ) -> None:
-    """Register a synthetic fleet with size history; prints a JSON summary."""
+    """Register a synthetic fleet with size history (prints a JSON summary), then aggregate its
+    whole history so the read API has answers."""
+    from datetime import timedelta
+
+    from dbsize.jobs.cli import run_local_job
+    from dbsize.jobs.schemas import JobCreate
+    from dbsize.periods import today_in
     from dbsize.samples.demo import run_demo
 
     settings = load_settings()
     check_servers(settings)
     summary = asyncio.run(run_demo(settings, instances=instances, databases=databases, days=days))
-    print(json.dumps(summary))
+    print(json.dumps(summary), flush=True)
+    if aggregate:
+        today = today_in(settings.tz)
+        body = JobCreate(start=today - timedelta(days=summary["days"] - 1), end=today)
+        code = asyncio.run(run_local_job(settings, body))
+        if code:
+            raise typer.Exit(code)
 
 
 # Commands from other packages: one registration line each (see the module docstring).
@@ -265,6 +285,9 @@ app.command("aggregate")(jobs_cli.aggregate)
 app.command("collect")(collection_cli.collect)
 app.command("rotate-secrets")(collection_cli.rotate_secrets)
 app.add_typer(keys_cli.app, name="keys")
+app.command("top")(statistics_cli.top)
+app.command("forecast")(statistics_cli.forecast)
+app.command("freshness")(statistics_cli.freshness)
 
 
 def _usage_line(exc: typer.TyperException) -> str:

@@ -12,10 +12,10 @@ import uvicorn
 
 from dbsize.config import Settings
 from dbsize.main import create_app
-from tests.jobs.conftest import _empty_queue, worker
+from tests.jobs.conftest import _drop_injected_faults, _empty_queue, worker
 from tests.statistics.conftest import fleet
 
-__all__ = ["_empty_queue", "fleet", "worker"]
+__all__ = ["_drop_injected_faults", "_empty_queue", "fleet", "worker"]
 
 
 def _free_port() -> int:

@@ -8,10 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,10 +20,8 @@ from dbsize.jobs.runner import JobRunner
 from dbsize.jobs.sweeper import sweep
 from dbsize.redis import create_arq_redis
 from dbsize.worker.tasks import scheduled_aggregation
-from tests.factories import create_instance
 from tests.jobs.conftest import (
     assert_settled,
-    insert_samples,
     slow_period,
     start_worker,
     stop_worker,
@@ -167,38 +164,3 @@ class TestCron:
         ]
         assert len(jobs) == 1
         assert jobs[0]["request"]["scope"] == "incremental"
-
-
-class TestCli:
-    async def test_aggregate_wait_exits_zero_only_for_succeeded(
-        self, client: AsyncClient, engine: AsyncEngine, settings: Settings
-    ) -> None:
-        from dbsize.jobs.cli import AggregateOptions, run_aggregate
-
-        await fleet(client, engine, with_samples=1)
-        worker, task = await start_worker(settings)
-        try:
-            ok = await run_aggregate(settings, AggregateOptions(periods=("daily",), wait=True))
-            assert ok == 0
-            from tests.jobs.conftest import fail_period
-
-            await fail_period(engine, "daily")
-            # New data, so the second run must write (and hits the injected failure).
-            instance = await create_instance(client, "late-arrival")
-            await insert_samples(engine, instance["id"], end=date.today(), days=3)
-            bad = await run_aggregate(
-                settings, AggregateOptions(periods=("daily", "weekly"), wait=True)
-            )
-            assert bad == 1
-        finally:
-            await stop_worker(worker, task)
-
-    async def test_aggregate_bad_range_is_refused_before_anything_is_submitted(
-        self, settings: Settings
-    ) -> None:
-        from dbsize.cli_common import CliError
-        from dbsize.jobs.cli import AggregateOptions, run_aggregate
-
-        options = AggregateOptions(start=date(2026, 2, 1), end=date(2026, 1, 1))
-        with pytest.raises(CliError, match=r"^invalid job request: start must not be after end$"):
-            await run_aggregate(settings, options)

@@ -1,8 +1,11 @@
-"""`dbsize aggregate`: submit through the same path as the API, optionally follow the job."""
+"""`dbsize aggregate`: a client of the HTTP API (``--url``/``DBSIZE_URL``) that submits a job and
+optionally follows it; and :func:`run_local_job`, which `dbsize demo` uses to aggregate its fleet
+through the ledger on this machine (with an in-process worker in burst mode)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import date
@@ -13,22 +16,17 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dbsize.aggregation.schemas import PeriodType
-from dbsize.cli_common import (
-    CliError,
-    check_servers,
-    load_settings,
-    print_table,
-    stderr,
-)
+from dbsize.cli_common import CliError, print_table, stderr
+from dbsize.client import DEFAULT_URL, ApiError, AsyncDbsizeClient
 from dbsize.config import Settings
 from dbsize.db import create_engine, create_sessionmaker, session_scope
-from dbsize.errors import DbsizeError
-from dbsize.jobs.models import TERMINAL_JOB_STATUSES, AggregationJob, JobStatus, Trigger
+from dbsize.jobs.models import TERMINAL_JOB_STATUSES, JobStatus, Trigger
 from dbsize.jobs.queue import enqueue
 from dbsize.jobs.repository import JobRepository
-from dbsize.jobs.schemas import JobCreate
+from dbsize.jobs.schemas import JobCreate, JobRead
 from dbsize.jobs.service import JobService
 from dbsize.redis import create_arq_redis
+from dbsize.statistics.cli import ApiKey, Url
 
 POLL_SECONDS = 0.5
 
@@ -83,40 +81,74 @@ def _progress() -> Progress:
     )
 
 
-def _state(job: AggregationJob) -> str:
-    running = job.running_periods if job.status == JobStatus.running else []
-    return f"{job.status}{' ' + ','.join(running) if running else ''}"
+def _state(status: str, running: list[str]) -> str:
+    return f"{status}{' ' + ','.join(running) if status == 'running' and running else ''}"
 
 
-async def run_aggregate(settings: Settings, options: AggregateOptions) -> int:
-    """Submit the job (and follow it with ``wait``); the exit status: 0 only if it succeeded."""
+async def run_aggregate(url: str, api_key: str | None, options: AggregateOptions) -> int:
+    """Submit the job through the API (and follow it with ``wait``, by long-poll); the exit
+    status: 0 only if it succeeded (or was not waited for)."""
     try:
         body = job_request(options)
     except ValueError as exc:
         raise CliError(f"invalid job request: {exc}") from exc
+    try:
+        async with AsyncDbsizeClient(url, api_key=api_key) as client:
+            job = await client.submit_job(body)
+            print(
+                json.dumps(
+                    {"job_id": str(job.id), "status": job.status, "coalesced": job.coalesced}
+                ),
+                flush=True,
+            )
+            if not options.wait:
+                return 0
+            with _progress() as progress:
+                task = progress.add_task(
+                    f"job {job.id}", total=job.progress.periods_total, state=job.status.value
+                )
+
+                def show(seen: JobRead) -> None:
+                    running = [p.value for p in seen.progress.running_periods]
+                    progress.update(
+                        task,
+                        completed=seen.progress.periods_done,
+                        total=seen.progress.periods_total,
+                        state=_state(seen.status.value, running),
+                    )
+
+                job = await client.wait_for_job(job.id, on_change=show)
+    except ApiError as exc:
+        details = "; ".join(str(e.get("detail")) for e in exc.problem.get("errors") or [])
+        raise CliError(f"{exc.detail or exc.title}{': ' + details if details else ''}") from exc
+    _summary(job.id, job.status.value, job.counters.model_dump())
+    return 0 if job.status is JobStatus.succeeded else 1
+
+
+async def run_local_job(settings: Settings, body: JobCreate) -> int:
+    """Submit ``body`` through the ledger on this machine, run it with an in-process worker in
+    burst mode (a running `dbsize worker` may take it instead; either way the ledger tells the
+    truth) and follow it with a progress bar. 0 only if it succeeded."""
+    from dbsize.logging import configure_logging
+    from dbsize.worker.settings import build_worker
+
+    # The worker's events go to stderr, warnings and errors only: the progress bar is the news.
+    configure_logging(settings.log_format, "WARNING")
     engine = create_engine(settings.database_url, pool_size=2)
     sessionmaker = create_sessionmaker(engine)
     arq = create_arq_redis(settings.redis_url, settings.queue_name)
+    worker = build_worker(settings, burst=True, handle_signals=False)
     try:
-        try:
-            async with session_scope(sessionmaker) as session:
-                submission = await JobService(session, settings).submit(body, trigger=Trigger.cli)
-        except DbsizeError as exc:
-            details = "; ".join(e["detail"] for e in exc.errors or [])
-            raise CliError(f"{exc.detail}{': ' + details if details else ''}") from exc
+        async with session_scope(sessionmaker) as session:
+            submission = await JobService(session, settings).submit(body, trigger=Trigger.cli)
         job = submission.job
         if submission.created:
             await enqueue(arq, job.id, job.attempt)
-        print(
-            json.dumps(
-                {"job_id": str(job.id), "status": job.status, "coalesced": not submission.created}
-            ),
-            flush=True,
-        )
-        if not options.wait:
-            return 0
+        running = asyncio.create_task(worker.async_run())
         with _progress() as progress:
-            task = progress.add_task(f"job {job.id}", total=job.periods_total, state=_state(job))
+            task = progress.add_task(
+                f"aggregating job {job.id}", total=job.periods_total, state=job.status
+            )
             while job.status not in TERMINAL_JOB_STATUSES:
                 await asyncio.sleep(POLL_SECONDS)
                 async with session_scope(sessionmaker) as session:
@@ -124,26 +156,38 @@ async def run_aggregate(settings: Settings, options: AggregateOptions) -> int:
                 assert latest is not None  # a job row is never deleted while it is active
                 job = latest
                 progress.update(
-                    task, completed=job.periods_done, total=job.periods_total, state=_state(job)
+                    task,
+                    completed=job.periods_done,
+                    total=job.periods_total,
+                    state=_state(job.status, job.running_periods),
                 )
-        _summary(job)
+        await worker.close()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await running
+        counters = {
+            name: getattr(job, name)
+            for name in ("total_instances", "succeeded_instances", "failed_instances",
+                         "skipped_instances", "cancelled_instances")
+        }  # fmt: skip
+        _summary(job.id, job.status, counters)
         return 0 if job.status == JobStatus.succeeded else 1
     finally:
         await arq.aclose()
         await engine.dispose()
 
 
-def _summary(job: AggregationJob) -> None:
+def _summary(job_id: object, status: str, counters: dict[str, int]) -> None:
     print_table(
-        f"job {job.id} {job.status}",
+        f"job {job_id} {status}",
         ["instances", "succeeded", "failed", "skipped", "cancelled"],
         [
             {
-                "instances": job.total_instances,
-                "succeeded": job.succeeded_instances,
-                "failed": job.failed_instances,
-                "skipped": job.skipped_instances,
-                "cancelled": job.cancelled_instances,
+                "instances": counters["total_instances"],
+                "succeeded": counters["succeeded_instances"],
+                "failed": counters["failed_instances"],
+                "skipped": counters["skipped_instances"],
+                "cancelled": counters["cancelled_instances"],
             }
         ],
     )
@@ -194,9 +238,11 @@ def aggregate(
     wait: Annotated[
         bool, typer.Option(help="follow the job with a progress bar until it ends")
     ] = False,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
 ) -> None:
-    """Submit an aggregation job (prints its id as JSON); with --wait, exit 0 only if it
-    succeeded."""
+    """Submit an aggregation job through the API (prints its id as JSON); with --wait, follow
+    it and exit 0 only if it succeeded."""
     options = AggregateOptions(
         as_of=_date(as_of, "--as-of"),
         start=_date(start, "--start"),
@@ -210,9 +256,7 @@ def aggregate(
         job_request(options)  # a bad request stops here, before any server is contacted
     except ValueError as exc:
         raise CliError(f"invalid job request: {exc}") from exc
-    settings = load_settings()
-    check_servers(settings)
-    code = asyncio.run(run_aggregate(settings, options))
+    code = asyncio.run(run_aggregate(url, api_key, options))
     if code:
         raise typer.Exit(code)
 
