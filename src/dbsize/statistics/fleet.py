@@ -179,7 +179,8 @@ class FleetRepository:
         query = text(
             """
             SELECT DISTINCT ON (trigger) trigger, id AS job_id, finished_at
-            FROM aggregation_jobs WHERE status = 'succeeded' AND finished_at IS NOT NULL
+            FROM aggregation_jobs
+            WHERE kind = 'aggregation' AND status = 'succeeded' AND finished_at IS NOT NULL
             ORDER BY trigger, finished_at DESC
             """
         )

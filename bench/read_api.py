@@ -1,0 +1,351 @@
+"""Read-API benchmark: p50/p95/p99 over real HTTP of every read endpoint, on 1,000 instances x
+20 databases x 365 days fully aggregated.
+
+    flock /tmp/dbsize-bench.lock .venv/bin/python bench/read_api.py              # load + measure
+    flock /tmp/dbsize-bench.lock .venv/bin/python bench/read_api.py --keep       # keep the DB
+    flock /tmp/dbsize-bench.lock .venv/bin/python bench/read_api.py --reuse DB \\
+        --path '/ui/jobs' --path '/v1/forecast?limit=500'                       # extra GET paths
+
+The fleet is loaded with the aggregation benchmark's loader (``bench/aggregation.py``,
+``INSERT ... SELECT generate_series``, the last day being today so the forecast's window has
+data) and aggregated by one full recompute (range scope, as the backfill job runs it); it is
+NOT posted through the ingestion API. Every database and instance gets a capacity (some
+already exceeded). Then ``VACUUM ANALYZE``, a ``dbsize serve`` subprocess, a warm-up, and for
+each endpoint ``--requests`` requests (default 200) spread over ``--clients`` concurrent
+clients (default 8), each with a new instance id where the path has one.
+
+:func:`time_paths` is the reusable part: give it a base URL, a key and GET paths (``{i}`` is
+replaced by an instance id that changes per request) and it returns the latency percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+from sqlalchemy.engine import make_url
+
+import aggregation as loader
+from dbsize.aggregation.schemas import AggregationScope, ScopeKind
+from dbsize.db import create_engine, create_sessionmaker, session_scope
+from dbsize.keys.service import KeyService
+from dbsize.keys.tokens import Scope
+from dbsize.migrate import create_and_upgrade, drop_database
+from ingest import _free_port, _start_server, _wait_ready
+
+INSTANCES, DATABASES, DAYS = 1000, 20, 365
+
+# (name, path): {i} is an instance id (1..1000, different per request).
+ENDPOINTS: list[tuple[str, str]] = [
+    (
+        "databases: monthly latest, by change",
+        "/v1/statistics/databases?period_type=monthly"
+        "&latest=true&sort=size_change_mb&order=desc&limit=100",
+    ),
+    (
+        "databases: daily of one instance",
+        "/v1/statistics/databases?period_type=daily&instance_id={i}&limit=100",
+    ),
+    (
+        "databases: name contains, monthly",
+        "/v1/statistics/databases?period_type=monthly&database_name_contains=db_1&limit=100",
+    ),
+    (
+        "databases: weekly, sqlserver, complete",
+        "/v1/statistics/databases?period_type=weekly&db_type=sqlserver&complete=true&limit=100",
+    ),
+    (
+        "instances: monthly latest, by percent",
+        "/v1/statistics/instances?period_type=monthly"
+        "&latest=true&sort=size_change_percent&limit=100",
+    ),
+    ("instances: daily, 500 rows", "/v1/statistics/instances?period_type=daily&limit=500"),
+    ("series: instance daily", "/v1/instances/{i}/statistics?period_type=daily"),
+    (
+        "series: instance monthly + databases",
+        "/v1/instances/{i}/statistics?period_type=monthly&include=databases",
+    ),
+    ("series: database daily", "/v1/instances/{i}/databases/db_7/statistics?period_type=daily"),
+    ("top: databases monthly n=20", "/v1/statistics/top?period_type=monthly&n=20"),
+    (
+        "top: databases daily by growth",
+        "/v1/statistics/top?period_type=daily&by=growth_mb_per_day&n=20",
+    ),
+    (
+        "top: instances quarterly by %",
+        "/v1/statistics/top?period_type=quarterly&level=instance&by=size_change_percent&n=20",
+    ),
+    ("forecast: 20,000 databases", "/v1/forecast?limit=100"),
+    ("forecast: 1,000 instances", "/v1/forecast?level=instance&limit=100"),
+    ("forecast: one instance", "/v1/forecast?instance_id={i}"),
+    ("freshness", "/v1/freshness"),
+]
+
+
+@dataclass(frozen=True)
+class Timing:
+    name: str
+    path: str
+    requests: int
+    statuses: dict[int, int]
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    bytes_per_response: int
+
+
+def _percentile(sorted_ms: Sequence[float], fraction: float) -> float:
+    index = min(len(sorted_ms) - 1, max(0, round(fraction * len(sorted_ms)) - 1))
+    return sorted_ms[index]
+
+
+async def time_path(
+    client: httpx.AsyncClient,
+    name: str,
+    path: str,
+    *,
+    requests: int = 200,
+    clients: int = 8,
+    warmup: int = 20,
+    instances: int = INSTANCES,
+    headers: dict[str, str] | None = None,
+) -> Timing:
+    """``requests`` GETs of ``path`` from ``clients`` concurrent tasks (after ``warmup``)."""
+    counter = iter(range(10**9))
+
+    def url() -> str:
+        return path.replace("{i}", str(next(counter) * 37 % instances + 1))
+
+    for _ in range(warmup):
+        await client.get(url(), headers=headers)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    sizes: list[int] = []
+    remaining = iter(range(requests))
+
+    async def one_client() -> None:
+        for _ in remaining:
+            began = time.perf_counter()
+            response = await client.get(url(), headers=headers)
+            latencies.append((time.perf_counter() - began) * 1000)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            sizes.append(len(response.content))
+
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    ordered = sorted(latencies)
+    return Timing(
+        name=name,
+        path=path,
+        requests=len(ordered),
+        statuses=statuses,
+        p50_ms=_percentile(ordered, 0.50),
+        p95_ms=_percentile(ordered, 0.95),
+        p99_ms=_percentile(ordered, 0.99),
+        max_ms=ordered[-1],
+        bytes_per_response=int(statistics.mean(sizes)),
+    )
+
+
+async def time_paths(
+    base_url: str,
+    api_key: str,
+    paths: Sequence[tuple[str, str]],
+    *,
+    requests: int = 200,
+    clients: int = 8,
+) -> list[Timing]:
+    """Time each (name, path) in turn over real HTTP; the reusable entry point."""
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=60,
+        limits=limits,
+    ) as client:
+        return [
+            await time_path(client, name, path, requests=requests, clients=clients)
+            for name, path in paths
+        ]
+
+
+def _loadavg() -> str:
+    return Path("/proc/loadavg").read_text().strip()
+
+
+def report(timings: Sequence[Timing]) -> None:
+    print(f"{'endpoint':42} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+          f" {'bytes':>8}  statuses")  # fmt: skip
+    for t in timings:
+        print(f"{t.name:42} {t.requests:4} {t.p50_ms:8.1f} {t.p95_ms:8.1f} {t.p99_ms:8.1f}"
+              f" {t.max_ms:8.1f} {t.bytes_per_response:8}  {t.statuses}")  # fmt: skip
+
+
+async def load(rendered: str) -> None:
+    today = datetime.now(UTC).date()
+    loader.LAST_DAY = today
+    loader.NEW_DAY = today + timedelta(days=1)
+    conn = await asyncpg.connect(loader._dsn(rendered))
+    try:
+        seconds = await loader.build_fleet(conn, INSTANCES, DATABASES, DAYS)
+        print(f"loaded {INSTANCES * DATABASES * DAYS:,} samples in {seconds:.0f} s", flush=True)
+    finally:
+        await conn.close()
+    engine = create_engine(rendered, pool_size=4)
+    try:
+        scope = AggregationScope(
+            kind=ScopeKind.range, start=today - timedelta(days=DAYS - 1), end=today
+        )
+        run = await loader.run_periods(
+            create_sessionmaker(engine), "full recompute", scope, list(range(1, INSTANCES + 1)),
+            today,
+        )  # fmt: skip
+        print(f"full recompute {run.rows} rows in {run.seconds:.0f} s", flush=True)
+    finally:
+        await engine.dispose()
+    conn = await asyncpg.connect(loader._dsn(rendered))
+    try:
+        # Capacities between 0.95x and 2.9x of the last size: some exceeded, most within years.
+        await conn.execute(
+            """
+            INSERT INTO database_capacities (instance_id, database_name, capacity_mb)
+            SELECT instance_id, database_name,
+                   round(last_size_mb * (0.95 + (instance_id * 7 + length(database_name)) % 20
+                                          / 10.0), 3)
+            FROM database_size_aggregations
+            WHERE period_type = 'quarterly' AND period_start = date_trunc('quarter', $1::date)
+            """,
+            today,
+        )
+        await conn.execute(
+            """
+            UPDATE instances i SET capacity_mb = round(a.last_size_mb_sum * 1.5, 3)
+            FROM (SELECT instance_id, max(max_size_mb) AS last_size_mb_sum
+                  FROM instance_size_aggregations WHERE period_type = 'quarterly'
+                  GROUP BY instance_id) a
+            WHERE a.instance_id = i.id
+            """
+        )
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+
+
+async def admin_key(rendered: str) -> str:
+    engine = create_engine(rendered, pool_size=1)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            created = await KeyService(session).create(name="bench-read", scope=Scope.admin)
+        return created.key
+    finally:
+        await engine.dispose()
+
+
+async def measure(rendered: str, args: argparse.Namespace) -> None:
+    key = await admin_key(rendered)
+    port = _free_port()
+    server = _start_server(rendered, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as probe:
+            await _wait_ready(probe, server)
+        paths = [(p, p) for p in args.path] if args.path else ENDPOINTS
+        print(f"load average at start: {_loadavg()}", flush=True)
+        timings = await time_paths(base, key, paths, requests=args.requests, clients=args.clients)
+        print(f"load average at end: {_loadavg()}")
+        report(timings)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def explain(rendered: str) -> None:
+    """EXPLAIN (ANALYZE, BUFFERS) of the main statement of each kind of read, captured from the
+    service itself (the statement with the longest text of each call, with its parameters)."""
+    from sqlalchemy import event
+
+    from dbsize.aggregation.schemas import PeriodType
+    from dbsize.statistics.repository import StatisticsFilter
+    from dbsize.statistics.schemas import GrowthMeasure, SortField, SortOrder, StatisticsLevel
+    from dbsize.statistics.service import ForecastQuery, StatisticsService
+
+    engine = create_engine(rendered, pool_size=1)
+    captured: list[tuple[str, object]] = []
+
+    def capture(*args: object) -> None:
+        captured.append((str(args[2]), args[3]))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    sessionmaker = create_sessionmaker(engine)
+    today = datetime.now(UTC).date()
+    monthly = StatisticsFilter(PeriodType.monthly, latest=True)
+    forecast = ForecastQuery(StatisticsLevel.database, None, 365, 30, (), None, None, ())
+    cases = {
+        "databases: monthly latest, by change": lambda s: s.list_page(
+            StatisticsLevel.database, monthly, sort=SortField.size_change_mb,
+            order=SortOrder.desc, cursor=None, limit=100),
+        "series: instance daily": lambda s: s.instance_series(
+            17, PeriodType.daily, None, None, include_databases=False),
+        "top: databases monthly n=20": lambda s: s.top(
+            StatisticsLevel.database, StatisticsFilter(PeriodType.monthly, complete=True),
+            by=GrowthMeasure.size_change_mb, n=20),
+        "forecast: 20,000 databases": lambda s: s.forecast(forecast, cursor=None, limit=100),
+    }  # fmt: skip
+    try:
+        for name, call in cases.items():
+            captured.clear()
+            async with session_scope(sessionmaker) as session:
+                await call(StatisticsService(session, today=today, stale_after_days=2))
+            statement, parameters = max(captured, key=lambda c: len(c[0]))
+            async with engine.connect() as conn:
+                result = await conn.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, BUFFERS) " + statement,
+                    parameters,  # type: ignore[arg-type]
+                )
+                plan = "\n".join(row[0] for row in result)
+            print(f"--- {name}\n{plan}\n", flush=True)
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200, help="requests per endpoint")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
+    parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--reuse", metavar="DB", help="measure an existing loaded database")
+    parser.add_argument("--path", action="append", default=[], help="time these GET paths")
+    parser.add_argument("--explain", action="store_true", help="print the main plans and stop")
+    args = parser.parse_args()
+    server = os.environ.get(
+        "DBSIZE_BENCH_SERVER", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    )
+    name = args.reuse or f"dbsize_bench_read_{uuid.uuid4().hex[:8]}"
+    rendered = make_url(server).set(database=name).render_as_string(hide_password=False)
+    if not args.reuse:
+        create_and_upgrade(rendered)
+        print(f"database {name}", flush=True)
+    try:
+        if not args.reuse:
+            asyncio.run(load(rendered))
+        if args.explain:
+            asyncio.run(explain(rendered))
+        else:
+            asyncio.run(measure(rendered, args))
+    finally:
+        if not (args.keep or args.reuse):
+            asyncio.run(drop_database(rendered))
+
+
+if __name__ == "__main__":
+    main()
