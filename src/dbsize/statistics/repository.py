@@ -70,14 +70,9 @@ def _key_columns(model: type[DB] | type[INST]) -> list[Any]:
     return [INST.instance_id, INST.period_start]
 
 
-def _filtered(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any]:
-    """The rows in scope with their instance's name (the instance filters apply here too)."""
-    query = (
-        select(*model.__table__.columns, Instance.name.label("instance_name"))
-        .join(Instance, Instance.id == model.instance_id)
-        .where(model.period_type == flt.period_type.value)
-    )
-    conditions: list[ColumnElement[bool]] = []
+def _conditions(model: type[DB] | type[INST], flt: StatisticsFilter) -> list[ColumnElement[bool]]:
+    """The filter's conditions on ``model`` joined to ``instances``."""
+    conditions: list[ColumnElement[bool]] = [model.period_type == flt.period_type.value]
     if flt.instance_ids:
         conditions.append(model.instance_id.in_(flt.instance_ids))
     if flt.db_type is not None:
@@ -99,7 +94,41 @@ def _filtered(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any
         if flt.database_name_contains:
             pattern = "%" + _like_escaped(flt.database_name_contains) + "%"
             conditions.append(DB.database_name.ilike(pattern, escape="\\"))
-    return query.where(*conditions)
+    return conditions
+
+
+def _filtered(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any]:
+    """The rows in scope with their instance's name (the instance filters apply here too)."""
+    return (
+        select(*model.__table__.columns, Instance.name.label("instance_name"))
+        .join(Instance, Instance.id == model.instance_id)
+        .where(*_conditions(model, flt))
+    )
+
+
+def _latest(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any]:
+    """The rows in scope that are their key's newest in scope (keys' newest periods differ).
+
+    The newest period per key is grouped from the key columns alone, which the primary key
+    index holds (an index-only scan, no wide rows sorted); only the winners are then read.
+    """
+    keys = [model.instance_id] + ([DB.database_name] if model is DB else [])
+    newest = (
+        select(*keys, func.max(model.period_start).label("newest_start"))
+        .join(Instance, Instance.id == model.instance_id)
+        .where(*_conditions(model, flt))
+        .group_by(*keys)
+        .subquery()
+    )
+    on = [model.instance_id == newest.c.instance_id, model.period_start == newest.c.newest_start]
+    if model is DB:
+        on.append(DB.database_name == newest.c.database_name)
+    return (
+        select(*model.__table__.columns, Instance.name.label("instance_name"))
+        .join(newest, and_(*on))
+        .join(Instance, Instance.id == model.instance_id)
+        .where(model.period_type == flt.period_type.value)
+    )
 
 
 def _keyset_condition(
@@ -133,16 +162,7 @@ class StatisticsRepository:
     ) -> list[dict[str, Any]]:
         """One page of statistics rows (``limit`` rows; ask one more to know there is a next)."""
         model: type[DB] | type[INST] = DB if level is StatisticsLevel.database else INST
-        scope = _filtered(model, flt)
-        if flt.latest:
-            # The latest period per key among the rows in scope (keys' latest periods differ).
-            partition = [model.instance_id] + ([DB.database_name] if model is DB else [])
-            newest = func.max(model.period_start).over(partition_by=partition)
-            ranked = scope.add_columns(newest.label("newest_start")).subquery()
-            inner = select(ranked).where(ranked.c.period_start == ranked.c.newest_start)
-            scope_sq = inner.subquery()
-        else:
-            scope_sq = scope.subquery()
+        scope_sq = (_latest(model, flt) if flt.latest else _filtered(model, flt)).subquery()
         columns = scope_sq.c
         sort_col = columns[sort.value]
         keys = [columns[c.key] for c in _key_columns(model)]
