@@ -11,6 +11,7 @@ import pytest
 import uvicorn
 
 from dbsize.config import Settings
+from dbsize.logging import configure_logging
 from dbsize.main import create_app
 from tests.jobs.conftest import _drop_injected_faults, _empty_queue, worker
 from tests.statistics.conftest import fleet
@@ -27,6 +28,9 @@ def _free_port() -> int:
 
 @pytest.fixture
 def live_url(settings: Settings) -> Iterator[str]:
+    # As `dbsize serve` does: the server's event lines go to stderr. Unconfigured, structlog
+    # prints to stdout, which this in-process server shares with the CLI's --json output.
+    configure_logging("console", "INFO")
     port = _free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"

@@ -121,7 +121,16 @@ async def run_aggregate(url: str, api_key: str | None, options: AggregateOptions
     except ApiError as exc:
         details = "; ".join(str(e.get("detail")) for e in exc.problem.get("errors") or [])
         raise CliError(f"{exc.detail or exc.title}{': ' + details if details else ''}") from exc
-    _summary(job.id, job.status.value, job.counters.model_dump())
+    counters = job.model_dump(
+        include={
+            "total_instances",
+            "succeeded_instances",
+            "failed_instances",
+            "skipped_instances",
+            "cancelled_instances",
+        }
+    )
+    _summary(job.id, job.status.value, counters)
     return 0 if job.status is JobStatus.succeeded else 1
 
 
