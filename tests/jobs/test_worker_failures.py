@@ -74,7 +74,11 @@ class TestWorkerKilled:
             from sqlalchemy import text
 
             await conn.execute(text("DROP TRIGGER test_slow_period ON database_size_aggregations"))
-        # A healthy worker (its sweeper runs at start-up and every 15 s) takes over.
+        # A healthy worker (its sweeper runs at start-up and every 15 s) takes over. It starts
+        # once the dead worker's lease has run out, so its start-up sweep re-drives the job: the
+        # takeover then does not hang on where the next 15 s sweep tick falls, which made this
+        # test miss its bound on a loaded machine.
+        await asyncio.sleep(max(0.0, lease + 0.5 - (time.monotonic() - killed_at)))
         lease_settings = settings.model_copy(update={"job_lease_seconds": lease})
         worker, task = await start_worker(lease_settings)
         try:
