@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # Collection from the instances' own servers (decision 0019): instances read at once by
     # one job, and the nightly collection job (before the aggregation cron).
     collect_concurrency: int = Field(default=8, ge=1, le=256)
+    # POST /v1/instances/{id}/test-connection answers within this, whatever the instance's own
+    # (collection-sized) timeouts: an HTTP caller waits for it.
+    test_connection_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     collect_cron_enabled: bool = True
     collect_cron_time: time = time(3, 0)
 

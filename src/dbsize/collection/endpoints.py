@@ -183,7 +183,8 @@ async def collect_instance(request: Request, instance_id: InstanceIdPath) -> JSO
 )
 async def test_connection(request: Request, instance_id: InstanceIdPath) -> ConnectionTestResult:
     """Connect with the instance's settings and list what it would collect (nothing is
-    stored). `ok: false` with the reason when it cannot, within the instance's timeouts."""
+    stored). `ok: false` with the reason when it cannot, within the instance's timeouts and at
+    most `DBSIZE_TEST_CONNECTION_TIMEOUT_SECONDS` (default 5 s)."""
     async with session_scope(request.app.state.sessionmaker) as session:
         instance = await CollectionRepository(session).target(instance_id)
     if instance is None:
@@ -197,7 +198,10 @@ async def test_connection(request: Request, instance_id: InstanceIdPath) -> Conn
             {"instance_id": instance_id, "duration_ms": duration, **fields}
         )
 
-    limit = time_limit_seconds(instance)
+    limit = min(
+        time_limit_seconds(instance),
+        request.app.state.settings.test_connection_timeout_seconds,
+    )
     try:
         target = connection_target(instance, box)
         sizes = await asyncio.wait_for(collector_for(instance.db_type).collect(target), limit)
