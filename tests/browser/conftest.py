@@ -59,9 +59,10 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
-async def live_server(settings: Settings) -> AsyncIterator[str]:
-    """The app served by uvicorn on a free port of 127.0.0.1, in the tests' event loop."""
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[str]:
+    """The app for ``settings``, served by uvicorn on a free port of 127.0.0.1, in the tests'
+    event loop; yields its base URL."""
     port = _free_port()
     config = uvicorn.Config(
         create_app(settings),
@@ -79,10 +80,18 @@ async def live_server(settings: Settings) -> AsyncIterator[str]:
         await asyncio.sleep(0.025)
     else:
         raise RuntimeError("uvicorn did not start in 5 s")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, 10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture(scope="session")
+async def live_server(settings: Settings) -> AsyncIterator[str]:
+    async with serve(settings) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="session")
@@ -145,11 +154,14 @@ async def page_key(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
 
 
 async def open_page(
-    browser: Browser, log: BrowserLog, key: str | None
+    browser: Browser, log: BrowserLog, key: str | None, *, browser_time_zone: str | None = None
 ) -> tuple[BrowserContext, Page]:
     """A fresh context at 1280 px that reaches only 127.0.0.1, logging problems into ``log``;
-    with ``key``, as if the user had entered it (the page keeps it in sessionStorage)."""
-    context = await browser.new_context(viewport={"width": WIDTHS["desktop"], "height": 900})
+    with ``key``, as if the user had entered it (the page keeps it in sessionStorage); with
+    ``browser_time_zone``, the browser's own zone (the machine's otherwise)."""
+    context = await browser.new_context(
+        viewport={"width": WIDTHS["desktop"], "height": 900}, timezone_id=browser_time_zone
+    )
     await context.route("**/*", _local_only)
     if key is not None:
         await context.add_init_script(f"sessionStorage.setItem('dbsize.apiKey', {json.dumps(key)})")

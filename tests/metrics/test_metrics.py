@@ -109,15 +109,17 @@ class TestLedgerFacts:
             instance = await create_instance(client, name)
             await insert_samples(engine, instance["id"], end=TODAY, days=40)
         empty = samples_of(await scrape(client))
-        assert empty[("dbsize_jobs_queued", ())] == 0
+        assert empty[("dbsize_jobs_queued", (("kind", "aggregation"),))] == 0
+        assert empty[("dbsize_jobs_queued", (("kind", "collection"),))] == 0
         assert ("dbsize_last_succeeded_job_age_seconds", (("period_type", "daily"),)) not in empty
         start = (TODAY - timedelta(days=30)).isoformat()
         end = (TODAY - timedelta(days=1)).isoformat()
         response = await client.post("/v1/aggregation-jobs", json={"start": start, "end": end})
         assert response.status_code == 202, response.text
         queued = await scrape(client)
-        assert value(queued, "dbsize_jobs_queued") == 1
-        assert value(queued, "dbsize_jobs_submitted_total", trigger="api") == 1
+        assert value(queued, "dbsize_jobs_queued", kind="aggregation") == 1
+        assert value(queued, "dbsize_jobs_queued", kind="collection") == 0
+        assert value(queued, "dbsize_jobs_submitted_total", kind="aggregation", trigger="api") == 1
         worker, task = await start_worker(settings)
         try:
             job = await wait_for_job(client, response.json()["id"])
@@ -125,11 +127,13 @@ class TestLedgerFacts:
             await stop_worker(worker, task)
         assert job["status"] == "succeeded"
         body = await scrape(client)
-        assert value(body, "dbsize_jobs_queued") == 0
-        assert value(body, "dbsize_jobs_running") == 0
-        assert value(body, "dbsize_jobs_finished_total", trigger="api", status="succeeded") == 1
+        assert value(body, "dbsize_jobs_queued", kind="aggregation") == 0
+        assert value(body, "dbsize_jobs_running", kind="aggregation") == 0
+        finished = {"kind": "aggregation", "trigger": "api", "status": "succeeded"}
+        assert value(body, "dbsize_jobs_finished_total", **finished) == 1
         assert value(body, "dbsize_sync_records_settled_total", status="succeeded") == 2
-        assert value(body, "dbsize_job_duration_seconds_count") == 1
+        assert value(body, "dbsize_job_duration_seconds_count", kind="aggregation") == 1
+        assert value(body, "dbsize_job_duration_seconds_count", kind="collection") == 0
         assert value(body, "dbsize_job_retries_total", cause="worker_lost") == 0
         for period_type in ("daily", "weekly", "monthly", "quarterly"):
             count = value(body, "dbsize_job_period_duration_seconds_count", period_type=period_type)

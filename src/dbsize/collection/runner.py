@@ -39,6 +39,7 @@ from dbsize.collection.service import (
 )
 from dbsize.db import session_scope
 from dbsize.errors import PROBLEM_BASE, DbsizeError
+from dbsize.jobs.lease import LeaseRepository
 from dbsize.jobs.models import AggregationJob, JobStatus, RecordStatus, Trigger
 from dbsize.jobs.queue import enqueue_or_leave_for_sweeper
 from dbsize.jobs.repository import JobRepository
@@ -98,7 +99,7 @@ class CollectionRun:
         if self.progress.cancelled:
             return False
         async with session_scope(self.runner.sessionmaker) as session:
-            cancel_requested = await JobRepository(session).touch(self.job.id, self.token)
+            cancel_requested = await LeaseRepository(session).touch(self.job.id, self.token)
             if cancel_requested is None:
                 raise _LeaseLost
             if cancel_requested:
@@ -164,7 +165,7 @@ class CollectionRun:
 
     async def _fence(self, session: Any) -> None:
         done = {"instances_done": AggregationJob.instances_done + 1}
-        if not await JobRepository(session).owns(self.job.id, self.token, **done):
+        if not await LeaseRepository(session).owns(self.job.id, self.token, **done):
             raise _LeaseLost
 
     async def _fail(self, instance: InstanceToCollect, reason: str, started: float) -> None:

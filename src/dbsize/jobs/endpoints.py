@@ -14,7 +14,6 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
-from dbsize.aggregation.schemas import PeriodType
 from dbsize.config import Settings
 from dbsize.db import session_scope
 from dbsize.errors import ServiceUnavailable
@@ -34,15 +33,12 @@ from dbsize.jobs.schemas import (
     JOB_QUEUED_EXAMPLE,
     NAMED_JOB_REQUESTS,
     JobCreate,
-    JobLinks,
-    JobProgress,
     JobRead,
     JobRecordRead,
     JobStatusCounts,
-    PeriodResultRead,
-    request_view,
 )
 from dbsize.jobs.service import JobService, Submission
+from dbsize.jobs.views import BASE_PATHS, job_view
 from dbsize.keys.auth import requires
 from dbsize.keys.tokens import Scope
 from dbsize.openapi_docs import problem_responses
@@ -54,83 +50,6 @@ router = APIRouter(prefix="/v1/aggregation-jobs", tags=["aggregation jobs"])
 # fallback re-read for when the listening connection is down.
 POLL_INTERVAL_SECONDS = 1.0
 RETRY_AFTER_SECONDS = "1"
-
-
-BASE_PATHS = {
-    JobKind.aggregation: "/v1/aggregation-jobs",
-    JobKind.collection: "/v1/collection-jobs",
-}
-
-
-def _percent(job: AggregationJob) -> float:
-    if job.kind == JobKind.collection:
-        if job.status in TERMINAL_JOB_STATUSES:
-            return 100.0
-        return round(100 * job.instances_done / max(job.total_instances, 1), 1)
-    return round(100 * job.periods_done / job.periods_total, 1)
-
-
-def _view(
-    job: AggregationJob, periods: list[JobPeriodResult], *, coalesced: bool = False
-) -> JobRead:
-    base = f"{BASE_PATHS[JobKind(job.kind)]}/{job.id}"
-    order = {p: i for i, p in enumerate(job.periods)}
-    return JobRead(
-        id=job.id,
-        kind=JobKind(job.kind),
-        status=JobStatus(job.status),
-        done=job.status in TERMINAL_JOB_STATUSES,
-        trigger=Trigger(job.trigger),
-        scope=job.scope_kind,
-        request=request_view(job.request),
-        progress=JobProgress(
-            periods_done=job.periods_done,
-            periods_total=job.periods_total,
-            running_periods=[PeriodType(p) for p in job.running_periods],
-            instances_done=job.instances_done if job.kind == JobKind.collection else None,
-            percent=_percent(job),
-        ),
-        total_instances=job.total_instances,
-        succeeded_instances=job.succeeded_instances,
-        failed_instances=job.failed_instances,
-        skipped_instances=job.skipped_instances,
-        cancelled_instances=job.cancelled_instances,
-        attempt=job.attempt,
-        max_attempts=job.max_attempts,
-        cancel_requested=job.cancel_requested,
-        retry_of=job.retry_of,
-        coalesced=coalesced,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        heartbeat_at=job.heartbeat_at,
-        finished_at=job.finished_at,
-        period_results=[
-            PeriodResultRead(
-                period_type=p.period_type,
-                status=p.status,
-                window_start=p.window_start,
-                window_end=p.window_end,
-                database_rows=p.database_rows,
-                instance_rows=p.instance_rows,
-                covered_instances=len(p.covered_instance_ids),
-                instances_without_samples=len(p.no_sample_instance_ids),
-                started_at=p.started_at,
-                duration_ms=p.duration_ms,
-                error=p.error,
-            )
-            for p in sorted(periods, key=lambda p: order.get(p.period_type, 99))
-        ],
-        error=job.error,
-        links=JobLinks.model_validate(
-            {
-                "self": base,
-                "instances": f"{base}/instances",
-                "events": f"{base}/events",
-                "cancel": f"{base}/cancel",
-                "retry": f"{base}/retry",
-            }
-        ),
-    )
 
 
 def _etag(job: AggregationJob) -> str:
@@ -171,7 +90,7 @@ async def accepted_response(request: Request, submission: Submission) -> JSONRes
         await enqueue_or_leave_for_sweeper(request.app.state.arq, job.id, job.attempt)
     else:
         _, periods = await _load(request, job.id, JobKind(job.kind))
-    view = _view(job, periods, coalesced=not submission.created and not submission.replayed)
+    view = job_view(job, periods, coalesced=not submission.created and not submission.replayed)
     response = _job_response(view, job, status.HTTP_202_ACCEPTED)
     response.headers["Location"] = f"{BASE_PATHS[JobKind(job.kind)]}/{job.id}"
     response.headers["Retry-After"] = RETRY_AFTER_SECONDS
@@ -265,7 +184,7 @@ async def jobs_page(
         )
         page = list(jobs[:limit])
         results = await repo.period_results_by_job([job.id for job in page])
-        views = [_view(job, results[job.id]) for job in page]
+        views = [job_view(job, results[job.id]) for job in page]
     next_cursor = (
         encode_cursor(page[-1].created_at.isoformat(), str(page[-1].id))
         if len(jobs) > limit
@@ -348,7 +267,7 @@ async def job_status_response(
         if not settled:
             headers["Retry-After"] = RETRY_AFTER_SECONDS
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return _job_response(_view(job, periods), job)
+    return _job_response(job_view(job, periods), job)
 
 
 @router.get(
@@ -416,7 +335,7 @@ async def job_event_stream(
                 job, periods = await _load(request, job_id, kind)
                 if job.version != last_version:
                     last_version = job.version
-                    view = _view(job, periods).model_dump(mode="json", by_alias=True)
+                    view = job_view(job, periods).model_dump(mode="json", by_alias=True)
                     yield {"event": "job", "id": str(job.version), "data": json.dumps(view)}
                 if job.status in TERMINAL_JOB_STATUSES or await request.is_disconnected():
                     return
@@ -446,7 +365,7 @@ async def cancel_response(request: Request, job_id: uuid.UUID, kind: JobKind) ->
         await service.get(job_id, kind)
         job, settled_now = await service.cancel(job_id)
     job, periods = await _load(request, job_id, kind)
-    return _job_response(_view(job, periods), job, 200 if settled_now else 202)
+    return _job_response(job_view(job, periods), job, 200 if settled_now else 202)
 
 
 @router.post(

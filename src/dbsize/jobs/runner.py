@@ -38,6 +38,7 @@ from dbsize.aggregation.service import (
 from dbsize.config import Settings
 from dbsize.db import session_scope
 from dbsize.errors import PROBLEM_BASE
+from dbsize.jobs.lease import LeaseRepository
 from dbsize.jobs.locks import instance_locks
 from dbsize.jobs.models import AggregationJob, JobKind, JobStatus, RecordStatus
 from dbsize.jobs.repository import JobRepository
@@ -185,7 +186,7 @@ class JobRunner:
         cancelled, or finished). Raises TransientJobError when arq should retry later."""
         token = uuid.uuid4()
         async with session_scope(self.sessionmaker) as session:
-            job = await JobRepository(session).claim(job_id, token)
+            job = await LeaseRepository(session).claim(job_id, token)
         if job is None:
             log.info("job_not_claimable", job_id=str(job_id))
             return None
@@ -231,7 +232,7 @@ class JobRunner:
 
     async def _records_running(self, job_id: uuid.UUID, token: uuid.UUID) -> None:
         async with session_scope(self.sessionmaker) as session:
-            await JobRepository(session).records_running(job_id, token)
+            await LeaseRepository(session).records_running(job_id, token)
 
     async def _execute(
         self,
@@ -261,7 +262,7 @@ class JobRunner:
                 first_start = False
                 values["locked_at"] = self.clock()
             async with session_scope(self.sessionmaker) as session:
-                cancel_requested = await JobRepository(session).touch(job.id, token, **values)
+                cancel_requested = await LeaseRepository(session).touch(job.id, token, **values)
             if cancel_requested is None:
                 raise LeaseLost
             cancelled = cancelled or cancel_requested
@@ -275,7 +276,7 @@ class JobRunner:
                     AggregationJob.running_periods, result.period_type.value
                 ),
             }
-            if not await JobRepository(session).owns(job.id, token, **progress):
+            if not await LeaseRepository(session).owns(job.id, token, **progress):
                 raise LeaseLost
 
         async with instance_locks(self.engine, instance_ids):
@@ -365,7 +366,7 @@ class JobRunner:
     async def _release(self, job_id: uuid.UUID, token: uuid.UUID) -> None:
         try:
             async with session_scope(self.sessionmaker) as session:
-                await JobRepository(session).release(job_id, token)
+                await LeaseRepository(session).release(job_id, token)
         except Exception as exc:  # the database may still be down; the sweeper will re-drive
             log.warning("job_release_failed", job_id=str(job_id), error=str(exc))
 
@@ -374,7 +375,7 @@ class JobRunner:
             await asyncio.sleep(self.settings.job_heartbeat_seconds)
             try:
                 async with session_scope(self.sessionmaker) as session:
-                    alive = await JobRepository(session).owns(job_id, token)
+                    alive = await LeaseRepository(session).owns(job_id, token)
             except Exception as exc:
                 log.warning("job_heartbeat_failed", job_id=str(job_id), error=str(exc))
                 continue

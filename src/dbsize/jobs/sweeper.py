@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dbsize.config import Settings
 from dbsize.db import session_scope
+from dbsize.jobs.lease import LeaseRepository
 from dbsize.jobs.models import JobStatus, RecordStatus
 from dbsize.jobs.queue import enqueue, redrive
 from dbsize.jobs.repository import JobRepository
@@ -41,14 +42,15 @@ async def sweep(
     to_enqueue: list[tuple[uuid.UUID, int]] = []
     async with session_scope(sessionmaker) as session:
         repo = JobRepository(session)
-        for job in await repo.stale_running_jobs(lease):
+        leases = LeaseRepository(session)
+        for job in await leases.stale_running_jobs(lease):
             detail = f"worker lost: no heartbeat for {lease} s (attempt {job.attempt})"
             if job.cancel_requested:
                 await repo.settle_unsettled_records(job.id, RecordStatus.cancelled, detail)
                 await repo.finish(job.id, JobStatus.cancelled, token=None)
                 report.cancelled.append(job.id)
             elif job.attempt < job.max_attempts:
-                await repo.requeue_stale(job.id)
+                await leases.requeue_stale(job.id)
                 to_enqueue.append((job.id, job.attempt))
                 report.requeued.append(job.id)
             else:
@@ -56,7 +58,7 @@ async def sweep(
                 problem = job_problem("worker-lost", "Worker lost", detail + "; no attempts left")
                 await repo.finish(job.id, JobStatus.failed, token=None, error=problem)
                 report.failed.append(job.id)
-        stale_queued = [(job.id, job.attempt) for job in await repo.queued_jobs_older_than(lease)]
+        stale_queued = [(job.id, job.attempt) for job in await leases.queued_jobs_older_than(lease)]
     for job_id, attempt in to_enqueue:
         await enqueue(arq, job_id, attempt)
     for job_id, attempt in stale_queued:

@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dbsize.aggregation.schemas import PeriodType
-from dbsize.jobs.models import TERMINAL_JOB_STATUSES, JobStatus, RecordStatus
+from dbsize.jobs.models import TERMINAL_JOB_STATUSES, JobKind, JobStatus, RecordStatus
 
 JOB_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 PERIOD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
@@ -45,10 +45,11 @@ class HistogramFacts:
 
 @dataclass
 class LedgerFacts:
-    jobs: dict[tuple[str, str], int] = field(default_factory=dict)  # (trigger, status) -> n
+    # (kind, trigger, status) -> n: aggregation and collection jobs share the ledger.
+    jobs: dict[tuple[str, str, str], int] = field(default_factory=dict)
     records_settled: dict[str, int] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
-    job_durations: HistogramFacts = HistogramFacts((0,) * len(JOB_BUCKETS), 0, 0.0)
+    job_durations: dict[str, HistogramFacts] = field(default_factory=dict)  # by kind
     period_durations: dict[str, HistogramFacts] = field(default_factory=dict)
     newest_complete_end: dict[str, date | None] = field(default_factory=dict)
     last_success_age: dict[str, float | None] = field(default_factory=dict)
@@ -68,9 +69,12 @@ def _histogram(row: Sequence[object], buckets: int) -> HistogramFacts:
 async def read_ledger_facts(session: AsyncSession, *, lease_seconds: int) -> LedgerFacts:
     facts = LedgerFacts()
     rows = await session.execute(
-        text("SELECT trigger, status, count(*) FROM aggregation_jobs GROUP BY trigger, status")
+        text(
+            "SELECT kind, trigger, status, count(*) FROM aggregation_jobs "
+            "GROUP BY kind, trigger, status"
+        )
     )
-    facts.jobs = {(trigger, status): int(n) for trigger, status, n in rows}
+    facts.jobs = {(kind, trigger, status): int(n) for kind, trigger, status, n in rows}
     rows = await session.execute(
         text(
             "SELECT status, count(*) FROM aggregation_job_instances "
@@ -82,15 +86,14 @@ async def read_ledger_facts(session: AsyncSession, *, lease_seconds: int) -> Led
     rows = await session.execute(text("SELECT cause, total FROM job_retry_totals"))
     facts.retries = {cause: int(total) for cause, total in rows}
     seconds = "extract(epoch FROM finished_at - started_at)"
-    row = (
-        await session.execute(
-            text(
-                f"SELECT {_bucket_columns(seconds, JOB_BUCKETS)}, count(*), sum({seconds}) "
-                "FROM aggregation_jobs WHERE finished_at IS NOT NULL AND started_at IS NOT NULL"
-            )
+    rows = await session.execute(
+        text(
+            f"SELECT kind, {_bucket_columns(seconds, JOB_BUCKETS)}, count(*), sum({seconds}) "
+            "FROM aggregation_jobs WHERE finished_at IS NOT NULL AND started_at IS NOT NULL "
+            "GROUP BY kind"
         )
-    ).one()
-    facts.job_durations = _histogram(tuple(row), len(JOB_BUCKETS))
+    )
+    facts.job_durations = {r[0]: _histogram(tuple(r[1:]), len(JOB_BUCKETS)) for r in rows}
     period_seconds = "duration_ms / 1000.0"
     rows = await session.execute(
         text(
@@ -157,30 +160,32 @@ class LedgerCollector(Collector):
         facts = self.facts
         submitted = CounterMetricFamily(
             "dbsize_jobs_submitted",
-            "Aggregation jobs in the ledger, by trigger.",
-            labels=["trigger"],
+            "Jobs in the ledger, by kind (aggregation, collection) and trigger.",
+            labels=["kind", "trigger"],
         )
-        per_trigger: dict[str, int] = {}
-        for (trigger, _status), n in facts.jobs.items():
-            per_trigger[trigger] = per_trigger.get(trigger, 0) + n
-        for trigger, n in sorted(per_trigger.items()):
-            submitted.add_metric([trigger], n)
+        per_trigger: dict[tuple[str, str], int] = {}
+        for (kind, trigger, _status), n in facts.jobs.items():
+            per_trigger[kind, trigger] = per_trigger.get((kind, trigger), 0) + n
+        for (kind, trigger), n in sorted(per_trigger.items()):
+            submitted.add_metric([kind, trigger], n)
         yield submitted
         finished = CounterMetricFamily(
             "dbsize_jobs_finished",
-            "Aggregation jobs that reached a terminal status, by trigger and status.",
-            labels=["trigger", "status"],
+            "Jobs that reached a terminal status, by kind, trigger and status.",
+            labels=["kind", "trigger", "status"],
         )
-        for (trigger, status), n in sorted(facts.jobs.items()):
+        for (kind, trigger, status), n in sorted(facts.jobs.items()):
             if status in TERMINAL_JOB_STATUSES:
-                finished.add_metric([trigger, status], n)
+                finished.add_metric([kind, trigger, status], n)
         yield finished
         for status, help_ in (
-            (JobStatus.queued, "Queue depth: jobs queued in the ledger."),
-            (JobStatus.running, "Jobs running (claimed by a worker) in the ledger."),
+            (JobStatus.queued, "Queue depth: jobs queued in the ledger, by kind."),
+            (JobStatus.running, "Jobs running (claimed by a worker) in the ledger, by kind."),
         ):
-            gauge = GaugeMetricFamily(f"dbsize_jobs_{status.value}", help_)
-            gauge.add_metric([], sum(n for (_t, s), n in facts.jobs.items() if s == status))
+            gauge = GaugeMetricFamily(f"dbsize_jobs_{status.value}", help_, labels=["kind"])
+            for kind in JobKind:  # every kind, 0 included: an alert on depth needs the series
+                n = sum(c for (k, _t, s), c in facts.jobs.items() if k == kind and s == status)
+                gauge.add_metric([kind.value], n)
             yield gauge
         retries = CounterMetricFamily(
             "dbsize_job_retries",
@@ -202,10 +207,15 @@ class LedgerCollector(Collector):
 
     def _histograms(self) -> Iterator[Metric]:
         jobs = HistogramMetricFamily(
-            "dbsize_job_duration_seconds", "Aggregation job run time (start to terminal status)."
+            "dbsize_job_duration_seconds",
+            "Job run time (start to terminal status), by kind.",
+            labels=["kind"],
         )
-        d = self.facts.job_durations
-        jobs.add_metric([], _buckets(JOB_BUCKETS, d), d.total)
+        for kind in JobKind:
+            d = self.facts.job_durations.get(
+                kind.value, HistogramFacts((0,) * len(JOB_BUCKETS), 0, 0.0)
+            )
+            jobs.add_metric([kind.value], _buckets(JOB_BUCKETS, d), d.total)
         yield jobs
         periods = HistogramMetricFamily(
             "dbsize_job_period_duration_seconds",
