@@ -4,6 +4,8 @@ wrong offset cannot pass by luck of a whole hour), opened by a browser set to Am
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from httpx import AsyncClient
 from playwright.async_api import Browser, expect
 from sqlalchemy import text
@@ -15,7 +17,7 @@ from tests.browser.test_jobs_pages import shown_job_ids, submit
 
 ZONE = "Asia/Kathmandu"
 # 2026-03-10 20:30 UTC is 2026-03-11 02:15 in Kathmandu and 2026-03-10 16:30 in New York.
-CREATED_UTC = "2026-03-10 20:30:00+00"
+CREATED_UTC = datetime(2026, 3, 10, 20, 30, tzinfo=UTC)
 
 
 class TestConfiguredTimeZone:
@@ -30,9 +32,7 @@ class TestConfiguredTimeZone:
         job = await submit(api, {"as_of": "2026-03-10"})
         async with engine.begin() as conn:
             await conn.execute(
-                text(
-                    "UPDATE aggregation_jobs SET created_at = CAST(:t AS timestamptz) WHERE id = :i"
-                ),
+                text("UPDATE aggregation_jobs SET created_at = :t WHERE id = :i"),
                 {"t": CREATED_UTC, "i": job["id"]},
             )
         log = BrowserLog()
