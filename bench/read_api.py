@@ -86,7 +86,12 @@ ENDPOINTS: list[tuple[str, str]] = [
         "/v1/statistics/top?period_type=quarterly&level=instance&by=size_change_percent&n=20",
     ),
     ("forecast: 20,000 databases", "/v1/forecast?limit=100"),
+    ("forecast: databases, name contains", "/v1/forecast?database_name_contains=db_1&limit=100"),
     ("forecast: 1,000 instances", "/v1/forecast?level=instance&limit=100"),
+    (
+        "top: databases monthly, name contains",
+        "/v1/statistics/top?period_type=monthly&n=20&database_name_contains=db_7",
+    ),
     ("forecast: one instance", "/v1/forecast?instance_id={i}"),
     ("freshness", "/v1/freshness"),
 ]
@@ -215,28 +220,48 @@ async def load(rendered: str) -> None:
         await engine.dispose()
     conn = await asyncpg.connect(loader._dsn(rendered))
     try:
-        # Capacities between 0.95x and 2.9x of the last size: some exceeded, most within years.
-        await conn.execute(
-            """
-            INSERT INTO database_capacities (instance_id, database_name, capacity_mb)
-            SELECT instance_id, database_name,
-                   round(last_size_mb * (0.95 + (instance_id * 7 + length(database_name)) % 20
-                                          / 10.0), 3)
-            FROM database_size_aggregations
-            WHERE period_type = 'quarterly' AND period_start = date_trunc('quarter', $1::date)
-            """,
-            today,
-        )
-        await conn.execute(
-            """
-            UPDATE instances i SET capacity_mb = round(a.last_size_mb_sum * 1.5, 3)
-            FROM (SELECT instance_id, max(max_size_mb) AS last_size_mb_sum
-                  FROM instance_size_aggregations WHERE period_type = 'quarterly'
-                  GROUP BY instance_id) a
-            WHERE a.instance_id = i.id
-            """
-        )
+        await set_capacities(conn)
         await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+
+
+async def set_capacities(conn: asyncpg.Connection) -> None:
+    """Every database and instance a capacity (databases between 0.95x and 2.9x of their last
+    size: some exceeded, most within years), from the newest quarter's rows."""
+    await conn.execute(
+        """
+        INSERT INTO database_capacities (instance_id, database_name, capacity_mb)
+        SELECT instance_id, database_name,
+               round(last_size_mb * (0.95 + (instance_id * 7 + length(database_name)) % 20
+                                      / 10.0), 3)
+        FROM database_size_aggregations
+        WHERE period_type = 'quarterly'
+          AND period_start = (SELECT max(period_start) FROM instance_size_aggregations
+                              WHERE period_type = 'quarterly')
+        ON CONFLICT DO NOTHING
+        """
+    )
+    await conn.execute(
+        """
+        UPDATE instances i SET capacity_mb = round(a.last_size_mb_sum * 1.5, 3)
+        FROM (SELECT instance_id, max(max_size_mb) AS last_size_mb_sum
+              FROM instance_size_aggregations WHERE period_type = 'quarterly'
+              GROUP BY instance_id) a
+        WHERE a.instance_id = i.id AND i.capacity_mb IS NULL
+        """
+    )
+
+
+async def ensure_capacities(rendered: str) -> None:
+    """A reused database made by another benchmark may have no capacities: give it some."""
+    conn = await asyncpg.connect(loader._dsn(rendered))
+    try:
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM database_capacities)"):
+            await set_capacities(conn)
+            await conn.execute("ANALYZE database_capacities")
+            await conn.execute("ANALYZE instances")
+            print("gave the reused database capacities", flush=True)
     finally:
         await conn.close()
 
@@ -264,17 +289,52 @@ async def measure(rendered: str, args: argparse.Namespace) -> None:
         timings = await time_paths(base, key, paths, requests=args.requests, clients=args.clients)
         print(f"load average at end: {_loadavg()}")
         report(timings)
+        if args.cold:
+            await cold_forecast(rendered, base, key, args.cold)
     finally:
         server.terminate()
         server.wait(10)
 
 
+async def cold_forecast(rendered: str, base: str, key: str, times: int) -> None:
+    """The fleet forecast's first request after the data changed (its kept fits are of another
+    version: emptied here, which costs the request the same), one request at a time, each
+    followed by a warm one."""
+    conn = await asyncpg.connect(loader._dsn(rendered))
+    cold: list[float] = []
+    warm: list[float] = []
+    print(f"load average at start (cold): {_loadavg()}", flush=True)
+    try:
+        async with httpx.AsyncClient(
+            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120
+        ) as client:
+            for _ in range(times):
+                await conn.execute("DELETE FROM forecast_fit_versions; DELETE FROM forecast_fits")
+                for into in (cold, warm):
+                    began = time.perf_counter()
+                    response = await client.get("/v1/forecast?limit=100")
+                    into.append((time.perf_counter() - began) * 1000)
+                    assert response.status_code == 200, response.text
+    finally:
+        await conn.close()
+    print(f"load average at end (cold): {_loadavg()}")
+    for name, values in (("cold (fits computed)", cold), ("warm right after", warm)):
+        ordered = sorted(values)
+        print(
+            f"forecast 20,000 databases, {name}: n={len(ordered)} p50"
+            f" {_percentile(ordered, 0.5):.1f} p95 {_percentile(ordered, 0.95):.1f}"
+            f" max {ordered[-1]:.1f} ms"
+        )
+
+
 async def explain(rendered: str) -> None:
-    """EXPLAIN (ANALYZE, BUFFERS) of the main statement of each kind of read, captured from the
-    service itself (the statement with the longest text of each call, with its parameters)."""
-    from sqlalchemy import event
+    """EXPLAIN (ANALYZE, BUFFERS) of the main statements of each kind of read, captured from the
+    service itself (every long read statement of each call, with its parameters), and of the
+    fleet forecast's fits (the part a cold request adds)."""
+    from sqlalchemy import event, text
 
     from dbsize.aggregation.schemas import PeriodType
+    from dbsize.statistics.fleet import _fits_sql
     from dbsize.statistics.repository import StatisticsFilter
     from dbsize.statistics.schemas import GrowthMeasure, SortField, SortOrder, StatisticsLevel
     from dbsize.statistics.service import ForecastQuery, StatisticsService
@@ -288,32 +348,67 @@ async def explain(rendered: str) -> None:
     event.listen(engine.sync_engine, "before_cursor_execute", capture)
     sessionmaker = create_sessionmaker(engine)
     today = datetime.now(UTC).date()
-    monthly = StatisticsFilter(PeriodType.monthly, latest=True)
-    forecast = ForecastQuery(StatisticsLevel.database, None, 365, 30, (), None, None, ())
+    db, inst = StatisticsLevel.database, StatisticsLevel.instance
+    desc = SortOrder.desc
+    forecast = ForecastQuery(db, None, 365, 30, (), None, None, ())
     cases = {
         "databases: monthly latest, by change": lambda s: s.list_page(
-            StatisticsLevel.database, monthly, sort=SortField.size_change_mb,
-            order=SortOrder.desc, cursor=None, limit=100),
-        "series: instance daily": lambda s: s.instance_series(
-            17, PeriodType.daily, None, None, include_databases=False),
+            db, StatisticsFilter(PeriodType.monthly, latest=True),
+            sort=SortField.size_change_mb, order=desc, cursor=None, limit=100),
+        "databases: daily of one instance": lambda s: s.list_page(
+            db, StatisticsFilter(PeriodType.daily, (17,)),
+            sort=SortField.period_start, order=desc, cursor=None, limit=100),
+        "databases: name contains, monthly": lambda s: s.list_page(
+            db, StatisticsFilter(PeriodType.monthly, database_name_contains="db_1"),
+            sort=SortField.period_start, order=desc, cursor=None, limit=100),
+        "databases: weekly, sqlserver, complete": lambda s: s.list_page(
+            db, StatisticsFilter(PeriodType.weekly, db_type="sqlserver", complete=True),
+            sort=SortField.period_start, order=desc, cursor=None, limit=100),
+        "instances: monthly latest, by percent": lambda s: s.list_page(
+            inst, StatisticsFilter(PeriodType.monthly, latest=True),
+            sort=SortField.size_change_percent, order=desc, cursor=None, limit=100),
+        "instances: daily, 500 rows": lambda s: s.list_page(
+            inst, StatisticsFilter(PeriodType.daily),
+            sort=SortField.period_start, order=desc, cursor=None, limit=500),
+        "series: instance monthly + databases": lambda s: s.instance_series(
+            17, PeriodType.monthly, None, None, include_databases=True),
+        "series: database daily": lambda s: s.database_series(
+            17, "db_7", PeriodType.daily, None, None),
         "top: databases monthly n=20": lambda s: s.top(
-            StatisticsLevel.database, StatisticsFilter(PeriodType.monthly, complete=True),
+            db, StatisticsFilter(PeriodType.monthly, complete=True),
             by=GrowthMeasure.size_change_mb, n=20),
-        "forecast: 20,000 databases": lambda s: s.forecast(forecast, cursor=None, limit=100),
+        "top: databases daily by growth": lambda s: s.top(
+            db, StatisticsFilter(PeriodType.daily, complete=True),
+            by=GrowthMeasure.growth_mb_per_day, n=20),
+        "forecast: 20,000 databases (ranking the kept fits)": lambda s: s.forecast(
+            forecast, cursor=None, limit=100),
     }  # fmt: skip
     try:
         for name, call in cases.items():
             captured.clear()
             async with session_scope(sessionmaker) as session:
                 await call(StatisticsService(session, today=today, stale_after_days=2))
-            statement, parameters = max(captured, key=lambda c: len(c[0]))
-            async with engine.connect() as conn:
-                result = await conn.exec_driver_sql(
-                    "EXPLAIN (ANALYZE, BUFFERS) " + statement,
-                    parameters,  # type: ignore[arg-type]
-                )
-                plan = "\n".join(row[0] for row in result)
-            print(f"--- {name}\n{plan}\n", flush=True)
+            reads = [
+                (statement, parameters)
+                for statement, parameters in captured
+                if len(statement) > 300
+                and statement.lstrip().upper().startswith(("SELECT", "WITH"))
+            ]
+            for statement, parameters in reads:
+                async with engine.connect() as conn:
+                    result = await conn.exec_driver_sql(
+                        "EXPLAIN (ANALYZE, BUFFERS) " + statement,
+                        parameters,  # type: ignore[arg-type]
+                    )
+                    plan = "\n".join(row[0] for row in result)
+                print(f"--- {name}\n{plan}\n", flush=True)
+        async with engine.connect() as conn:
+            result = await conn.execute(
+                text("EXPLAIN (ANALYZE, BUFFERS) " + _fits_sql(db, filter_ids=False)),
+                {"today": today, "window_days": 30},
+            )
+            plan = "\n".join(row[0] for row in result)
+        print(f"--- forecast: the fleet's fits (a cold request)\n{plan}\n", flush=True)
     finally:
         await engine.dispose()
 
@@ -326,6 +421,9 @@ def main() -> None:
     parser.add_argument("--reuse", metavar="DB", help="measure an existing loaded database")
     parser.add_argument("--path", action="append", default=[], help="time these GET paths")
     parser.add_argument("--explain", action="store_true", help="print the main plans and stop")
+    parser.add_argument(
+        "--cold", type=int, default=0, metavar="N", help="also time N cold fleet forecasts"
+    )
     args = parser.parse_args()
     server = os.environ.get(
         "DBSIZE_BENCH_SERVER", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -335,6 +433,8 @@ def main() -> None:
     if not args.reuse:
         create_and_upgrade(rendered)
         print(f"database {name}", flush=True)
+    else:
+        asyncio.run(ensure_capacities(rendered))
     try:
         if not args.reuse:
             asyncio.run(load(rendered))

@@ -239,3 +239,103 @@ class TestFreshness:
         assert (
             await client.get("/v1/freshness", headers={"If-None-Match": tag})
         ).status_code == 304
+
+
+class TestForecastNameFilters:
+    async def test_database_name_contains_filters_rows_and_counts(
+        self, client: AsyncClient, forecast_fleet: ForecastFleet
+    ) -> None:
+        body = (await client.get("/v1/forecast", params={"database_name_contains": "O"})).json()
+        # Case-insensitive, in the ranking's order (and not "linear", "far", ...).
+        assert [row["database_name"] for row in body["items"]] == [
+            "noisy", "gone", "nocap", "only",
+        ]  # fmt: skip
+        assert body["counts"] == {
+            "stale": 1,
+            "insufficient_data": 0,
+            "no_threshold": 2,
+            "exceeded": 0,
+            "not_growing": 0,
+            "beyond_horizon": 0,
+            "ok": 1,
+        }
+
+    async def test_like_wildcards_are_plain_characters(
+        self, client: AsyncClient, forecast_fleet: ForecastFleet
+    ) -> None:
+        for needle in ("%", "_", "\\"):
+            body = (
+                await client.get("/v1/forecast", params={"database_name_contains": needle})
+            ).json()
+            assert body["items"] == [], needle
+
+    async def test_instance_name_contains_at_both_levels(
+        self, client: AsyncClient, forecast_fleet: ForecastFleet
+    ) -> None:
+        databases = (
+            await client.get("/v1/forecast", params={"instance_name_contains": "C-B"})
+        ).json()
+        instances = (
+            await client.get(
+                "/v1/forecast", params={"level": "instance", "instance_name_contains": "fc-a"}
+            )
+        ).json()
+        assert [row["database_name"] for row in databases["items"]] == ["only"]
+        assert [row["instance_name"] for row in instances["items"]] == ["fc-a"]
+
+    async def test_database_name_filter_on_instances_is_422(
+        self, client: AsyncClient, forecast_fleet: ForecastFleet
+    ) -> None:
+        response = await client.get(
+            "/v1/forecast", params={"level": "instance", "database_name_contains": "x"}
+        )
+        assert response.status_code == 422
+        assert response.json()["detail"] == (
+            "database_name_contains applies to the database level only"
+        )
+
+
+class TestKeptFits:
+    async def test_the_fleet_ranking_equals_fitting_the_instances_directly(
+        self, client: AsyncClient, forecast_fleet: ForecastFleet
+    ) -> None:
+        kept = (await client.get("/v1/forecast", params={"threshold_mb": 1150})).json()
+        direct = (
+            await client.get(
+                "/v1/forecast",
+                params={
+                    "threshold_mb": 1150,
+                    "instance_id": [forecast_fleet.a, forecast_fleet.b],
+                },
+            )
+        ).json()
+        assert len(kept["items"]) == 9
+        assert kept["items"] == direct["items"]
+        assert kept["counts"] == direct["counts"]
+
+    async def test_new_statistics_replace_the_kept_fits(
+        self,
+        client: AsyncClient,
+        forecast_fleet: ForecastFleet,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        before = _by_name((await client.get("/v1/forecast")).json())
+        assert before["flat"]["status"] == "not_growing"
+        today = forecast_fleet.today
+        # "flat" now grows 50 MB a day over its last 10 days: 500 -> 950, capacity 1000.
+        growing = _series(forecast_fleet.a, "flat", [500.0 + 50 * i for i in range(10)], today)
+        async with sessionmaker() as session, session.begin():
+            await write_samples(session, growing)
+        await run_scope(
+            sessionmaker,
+            range_scope(today - timedelta(days=40), today),
+            [forecast_fleet.a],
+            today,
+        )
+        after = _by_name((await client.get("/v1/forecast")).json())
+        assert after["flat"]["status"] == "ok"
+        assert after["flat"]["slope_mb_per_day"] == pytest.approx(50.0)
+        assert after["flat"]["days_until_threshold"] == 1  # (1000 - 950) / 50
+        async with sessionmaker() as session:
+            versions = await session.scalar(text("SELECT count(*) FROM forecast_fit_versions"))
+        assert versions == 2  # the old one goes once it is ten minutes old

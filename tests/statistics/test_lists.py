@@ -131,6 +131,12 @@ class TestFilters:
         assert _keys(prefix) == [("orders_log", "2026-02-01"), ("orders_log", "2026-01-01")]
         assert _keys(contains) == [("shop", "2026-02-01"), ("shop", "2026-01-01")]
 
+    async def test_instance_name_contains(self, client: AsyncClient, fleet: Fleet) -> None:
+        databases = await _items(client, DATABASES, instance_name_contains="SHO")
+        instances = await _items(client, INSTANCES, instance_name_contains="_")
+        assert _keys(databases) == [("shop", "2026-02-01"), ("shop", "2026-01-01")]
+        assert instances == []  # "_" is a character, not a wildcard
+
     async def test_start_end_and_complete(self, client: AsyncClient, fleet: Fleet) -> None:
         window = await _items(client, DATABASES, start="2026-03-01", end="2026-04-30")
         incomplete = await _items(client, DATABASES, complete="false")
@@ -170,6 +176,24 @@ class TestPagination:
                 break
         assert pages == 5
         assert _keys(walked) == _keys(whole)
+
+    async def test_pages_by_a_column_that_is_never_null(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        for sort, order in (("avg_size_mb", "asc"), ("period_start", "desc")):
+            whole = await _items(client, DATABASES, sort=sort, order=order)
+            walked: list[dict[str, Any]] = []
+            cursor = None
+            while True:
+                params: dict[str, Any] = {"period_type": "monthly", "sort": sort, "order": order}
+                params |= {"limit": 2} | ({"cursor": cursor} if cursor else {})
+                page = (await client.get(DATABASES, params=params)).json()
+                walked += page["items"]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            assert len(walked) == 9
+            assert _keys(walked) == _keys(whole), sort
 
     async def test_past_the_last_page_is_empty(self, client: AsyncClient, fleet: Fleet) -> None:
         first = (await client.get(DATABASES, params={"period_type": "monthly", "limit": 8})).json()

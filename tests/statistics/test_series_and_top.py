@@ -178,3 +178,37 @@ class TestCapacities:
             f"/v1/instances/{created.json()['id']}", json={"capacity_mb": None}
         )
         assert patched.json()["capacity_mb"] is None
+
+
+class TestTopNameFilters:
+    async def test_database_and_instance_name_contains(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        top = "/v1/statistics/top"
+        by_database = (
+            await client.get(
+                top, params={"period_type": "monthly", "database_name_contains": "LOG"}
+            )
+        ).json()
+        by_instance = (
+            await client.get(
+                top,
+                params={
+                    "period_type": "monthly",
+                    "complete": "false",
+                    "level": "instance",
+                    "instance_name_contains": "orders",
+                },
+            )
+        ).json()
+        assert [r["database_name"] for r in by_database["items"]] == ["orders_log"]
+        assert [r["instance_name"] for r in by_instance["items"]] == ["pg-orders"]
+
+    async def test_database_name_filter_on_instances_is_422(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        response = await client.get(
+            "/v1/statistics/top",
+            params={"period_type": "monthly", "level": "instance", "database_name_contains": "x"},
+        )
+        assert response.status_code == 422

@@ -46,6 +46,7 @@ class StatisticsFilter:
     database_name: str | None = None
     database_name_prefix: str | None = None
     database_name_contains: str | None = None
+    instance_name_contains: str | None = None
     start: date | None = None
     end: date | None = None
     complete: bool | None = None
@@ -79,6 +80,9 @@ def _conditions(model: type[DB] | type[INST], flt: StatisticsFilter) -> list[Col
         conditions.append(Instance.db_type == flt.db_type)
     if flt.environment is not None:
         conditions.append(Instance.environment == flt.environment)
+    if flt.instance_name_contains:
+        pattern = "%" + _like_escaped(flt.instance_name_contains) + "%"
+        conditions.append(Instance.name.ilike(pattern, escape="\\"))
     if flt.start is not None:
         conditions.append(model.period_start >= flt.start)
     if flt.end is not None:
@@ -131,18 +135,25 @@ def _latest(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any]:
     )
 
 
+# Sort columns that are never NULL: their order needs no "NULLs last" term, so an index on
+# them (or on the period) gives the order and the planner can stop at the page's last row.
+_NOT_NULL_SORTS = frozenset({SortField.period_start, SortField.avg_size_mb})
+
+
 def _keyset_condition(
-    sort_col: Any, keys: list[Any], order: SortOrder, after: Keyset
+    sort_col: Any, keys: list[Any], order: SortOrder, after: Keyset, *, nullable: bool
 ) -> ColumnElement[bool]:
     """Rows after ``after`` in the order (sort value NULLs last, then the key, one direction)."""
 
     def beyond(left: Any, right: Any) -> ColumnElement[bool]:
         return left > right if order is SortOrder.asc else left < right  # type: ignore[no-any-return]
 
+    value_after = beyond(tuple_(sort_col, *keys), tuple_(literal(after.value), *after.key))
+    if not nullable:
+        return value_after
     key_after = beyond(tuple_(*keys), tuple_(*[literal(v) for v in after.key]))
     if after.value is None:
         return and_(sort_col.is_(None), key_after)
-    value_after = beyond(tuple_(sort_col, *keys), tuple_(literal(after.value), *after.key))
     return or_(sort_col.is_(None), and_(sort_col.is_not(None), value_after))
 
 
@@ -166,11 +177,13 @@ class StatisticsRepository:
         columns = scope_sq.c
         sort_col = columns[sort.value]
         keys = [columns[c.key] for c in _key_columns(model)]
+        nullable = sort not in _NOT_NULL_SORTS
         query = select(scope_sq)
         if after is not None:
-            query = query.where(_keyset_condition(sort_col, keys, order, after))
+            query = query.where(_keyset_condition(sort_col, keys, order, after, nullable=nullable))
         ordered = [c.asc() if order is SortOrder.asc else c.desc() for c in (sort_col, *keys)]
-        query = query.order_by(sort_col.is_(None), *ordered).limit(limit)
+        nulls_last = [sort_col.is_(None)] if nullable else []
+        query = query.order_by(*nulls_last, *ordered).limit(limit)
         rows = (await self.session.execute(query)).mappings().all()
         return [dict(row) for row in rows]
 
@@ -229,22 +242,30 @@ class StatisticsRepository:
         """The ``n`` largest values of ``by`` in one period, NULLs last, with the previous
         period's average of the same key."""
         model: type[DB] | type[INST] = DB if level is StatisticsLevel.database else INST
-        scope = _filtered(model, flt).where(model.period_start == period_start).subquery()
+        value = getattr(model, by.value)
+        # The n winners first (a top-N sort of the period's rows), then the previous period's
+        # row of each winner only: joined before the limit, the sort could not be bounded.
+        winners = (
+            _filtered(model, flt)
+            .where(model.period_start == period_start)
+            .order_by(value.is_(None), value.desc(), *_key_columns(model))
+            .limit(n)
+            .subquery()
+        )
         previous = aliased(model)
         joins = [
-            previous.instance_id == scope.c.instance_id,
+            previous.instance_id == winners.c.instance_id,
             previous.period_type == flt.period_type.value,
             previous.period_start == previous_start,
         ]
         if model is DB:
-            joins.append(previous.database_name == scope.c.database_name)  # type: ignore[union-attr]
-        measure = scope.c[by.value]
-        keys = [scope.c[c.key] for c in _key_columns(model)]
+            joins.append(previous.database_name == winners.c.database_name)  # type: ignore[union-attr]
+        measure = winners.c[by.value]
+        keys = [winners.c[c.key] for c in _key_columns(model)]
         query = (
-            select(scope, previous.avg_size_mb.label("previous_avg_size_mb"))
+            select(winners, previous.avg_size_mb.label("previous_avg_size_mb"))
             .outerjoin(previous, and_(*joins))
             .order_by(measure.is_(None), measure.desc(), *keys)
-            .limit(n)
         )
         return [dict(row) for row in (await self.session.execute(query)).mappings()]
 

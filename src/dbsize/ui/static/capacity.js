@@ -38,15 +38,6 @@ async function allPages(path, query, maxPages = 20) {
   return items;
 }
 
-function matchesName(row, search) {
-  if (!search) return true;
-  const needle = search.toLowerCase();
-  return (
-    row.instance_name.toLowerCase().includes(needle) ||
-    (row.database_name || "").toLowerCase().includes(needle)
-  );
-}
-
 // Calendar date "YYYY-MM-DD" -> seconds since the epoch at UTC midnight (uPlot's x values).
 function dayToSeconds(day) {
   return Date.parse(`${day}T00:00:00Z`) / 1000;
@@ -156,6 +147,7 @@ document.addEventListener("alpine:init", () => {
     rowsRank: "",
     counts: null,
     nextCursor: null,
+    loadSeq: 0,
     loading: true,
     error: "",
 
@@ -176,8 +168,7 @@ document.addEventListener("alpine:init", () => {
 
     // The loaded rows of one ranking (rows of the other ranking have other fields).
     shown(rank) {
-      if (rank !== this.rowsRank) return [];
-      return this.rows.filter((r) => matchesName(r, this.filters.q));
+      return rank === this.rowsRank ? this.rows : [];
     },
 
     apply() {
@@ -192,10 +183,19 @@ document.addEventListener("alpine:init", () => {
       this.load();
     },
 
-    // Typing in the search filters the loaded rows at once and keeps the text in the URL.
+    // The search is the API's name filter (the database's name, or the instance's at the
+    // instance level), so it finds rows beyond the first page; the text is kept in the URL.
     search() {
       const url = location.pathname + dbsize.queryString({ ...this.urlFilters(), q: this.filters.q });
       history.replaceState(null, "", url);
+      this.load();
+    },
+
+    nameFilter() {
+      const f = this.filters;
+      return f.level === "instance"
+        ? { instance_name_contains: f.q }
+        : { database_name_contains: f.q };
     },
 
     urlFilters() {
@@ -207,31 +207,35 @@ document.addEventListener("alpine:init", () => {
       if (f.rank === "growth") {
         return `${STATS}/top` + dbsize.queryString({
           period_type: "monthly", level: f.level, by: "growth_mb_per_day", n: 200,
-          complete: "false", db_type: f.db_type, environment: f.environment,
+          complete: "false", db_type: f.db_type, environment: f.environment, ...this.nameFilter(),
         });
       }
       return "/v1/forecast" + dbsize.queryString({
         level: f.level, db_type: f.db_type, environment: f.environment, status: f.status,
-        limit: 200, cursor,
+        ...this.nameFilter(), limit: 200, cursor,
       });
     },
 
+    // Only the newest request's answer is shown (typing in the search starts one per pause).
     async load() {
+      const seq = ++this.loadSeq;
       this.loading = true;
       this.error = "";
       try {
         const rank = this.filters.rank;
         const body = await dbsize.api(this.query());
+        if (seq !== this.loadSeq) return;
         this.rows = body.items;
         this.rowsRank = rank;
         this.counts = body.counts || null;
         this.nextCursor = body.next_cursor || null;
       } catch (e) {
+        if (seq !== this.loadSeq) return;
         this.error = e.message;
         this.rows = [];
         this.rowsRank = "";
       } finally {
-        this.loading = false;
+        if (seq === this.loadSeq) this.loading = false;
       }
     },
 

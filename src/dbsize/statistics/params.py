@@ -1,0 +1,96 @@
+"""Query and path parameters shared by the read side's routes, and the lists' filter set."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Path, Query
+from pydantic import Field
+
+from dbsize.aggregation.schemas import PeriodType
+from dbsize.instances.models import DbType
+from dbsize.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from dbsize.statistics.repository import StatisticsFilter
+from dbsize.statistics.schemas import INT4_MAX, SortField, SortOrder
+
+InstanceId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The instance's id")]
+DatabaseName = Annotated[str, Path(min_length=1, max_length=255)]
+InstanceIds = Annotated[
+    list[Annotated[int, Field(ge=1, le=INT4_MAX)]],
+    Query(alias="instance_id", max_length=1000, description="Only these instances (repeatable)"),
+]
+PeriodTypeQuery = Annotated[PeriodType, Query(description="daily, weekly, monthly or quarterly")]
+Start = Annotated[date | None, Query(description="Periods starting on or after this day")]
+End = Annotated[date | None, Query(description="Periods starting on or before this day")]
+InstanceNameContains = Annotated[
+    str | None,
+    Query(max_length=255, description="Instances whose name contains this (case-insensitive)"),
+]
+DatabaseNameContains = Annotated[
+    str | None,
+    Query(
+        max_length=255,
+        description="Databases whose name contains this (case-insensitive; database level only)",
+    ),
+]
+IfNoneMatch = Annotated[str | None, Header(description="An ETag from an earlier answer")]
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified since the ETag given in If-None-Match"}
+}
+
+
+def statistics_filter(
+    period_type: PeriodType,
+    instance_ids: list[int],
+    db_type: DbType | None,
+    environment: str | None,
+    **fields: Any,
+) -> StatisticsFilter:
+    return StatisticsFilter(
+        period_type,
+        tuple(instance_ids),
+        db_type=db_type.value if db_type else None,
+        environment=environment,
+        **fields,
+    )
+
+
+class _ListParams:
+    """The filters, sort and page of both statistics lists."""
+
+    def __init__(
+        self,
+        period_type: PeriodTypeQuery,
+        instance_ids: InstanceIds = [],  # noqa: B006 (FastAPI copies defaults)
+        db_type: DbType | None = None,
+        environment: Annotated[str | None, Query(max_length=64)] = None,
+        instance_name_contains: InstanceNameContains = None,
+        start: Start = None,
+        end: End = None,
+        complete: Annotated[
+            bool | None, Query(description="Only complete (or incomplete) periods")
+        ] = None,
+        latest: Annotated[
+            bool, Query(description="Only the latest period (in scope) of each key")
+        ] = False,
+        sort: SortField = SortField.period_start,
+        order: SortOrder = SortOrder.desc,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+        cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    ) -> None:
+        self.filter = statistics_filter(
+            period_type,
+            instance_ids,
+            db_type,
+            environment,
+            instance_name_contains=instance_name_contains,
+            start=start,
+            end=end,
+            complete=complete,
+            latest=latest,
+        )
+        self.sort, self.order, self.limit, self.cursor = sort, order, limit, cursor
+
+
+ListParams = Annotated[_ListParams, Depends()]
