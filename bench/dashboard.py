@@ -231,10 +231,12 @@ async def read_key(rendered: str, scope: Scope) -> str:
         await engine.dispose()
 
 
-def start(command: str, env: dict[str, str], port: int | None = None) -> subprocess.Popen[bytes]:
+def start(
+    command: str, env: dict[str, str], port: int | None = None, workers: int = 1
+) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "dbsize", command]
     if port is not None:
-        args += ["--host", "127.0.0.1", "--port", str(port)]
+        args += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -250,7 +252,7 @@ async def until(check: Callable[[], Awaitable[bool]], seconds: float, what: str)
     raise SystemExit(f"{what} did not happen within {seconds:.0f} s")
 
 
-async def measure(rendered: str, loads: int, warmup: int) -> None:
+async def measure(rendered: str, loads: int, warmup: int, workers: int) -> None:
     port = _free_port()
     env = os.environ | {
         "DBSIZE_DATABASE_URL": rendered,
@@ -261,7 +263,8 @@ async def measure(rendered: str, loads: int, warmup: int) -> None:
         "DBSIZE_SECRET_KEY": os.environ.get("DBSIZE_SECRET_KEY", "")
         or "YmVuY2gtb25seS1rZXktMzItYnl0ZXMtbG9uZyEhISE=",
     }
-    server = start("serve", env, port)
+    server = start("serve", env, port, workers)
+    print(f"dbsize serve --workers {workers}", flush=True)
     worker = start("worker", env)
     writer = await read_key(rendered, Scope.write)
     reader = await read_key(rendered, Scope.read)
@@ -334,6 +337,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--loads", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1, help="API processes (dbsize serve)")
     parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--database", help="reuse a database kept by --keep (skips the build)")
     args = parser.parse_args()
@@ -346,7 +350,7 @@ def main() -> None:
     try:
         if not args.database:
             asyncio.run(build(rendered, args.instances, args.databases, args.days))
-        asyncio.run(measure(rendered, args.loads, args.warmup))
+        asyncio.run(measure(rendered, args.loads, args.warmup, args.workers))
     finally:
         print(f"\nload average at end: {Path('/proc/loadavg').read_text().strip()}", flush=True)
         if args.keep or args.database:

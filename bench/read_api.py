@@ -24,6 +24,8 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -41,7 +43,7 @@ from dbsize.db import create_engine, create_sessionmaker, session_scope
 from dbsize.keys.service import KeyService
 from dbsize.keys.tokens import Scope
 from dbsize.migrate import create_and_upgrade, drop_database
-from ingest import _free_port, _start_server, _wait_ready
+from ingest import _free_port, _wait_ready
 
 INSTANCES, DATABASES, DAYS = 1000, 20, 365
 
@@ -276,10 +278,22 @@ async def admin_key(rendered: str) -> str:
         await engine.dispose()
 
 
+def start_server(database_url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    """``dbsize serve --workers N`` on ``port``, logging warnings only."""
+    env = os.environ | {
+        "DBSIZE_DATABASE_URL": database_url,
+        "DBSIZE_TIMEZONE": "UTC",
+        "DBSIZE_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "dbsize", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.Popen([*command, "--workers", str(workers)], env=env)
+
+
 async def measure(rendered: str, args: argparse.Namespace) -> None:
     key = await admin_key(rendered)
     port = _free_port()
-    server = _start_server(rendered, port)
+    server = start_server(rendered, port, args.workers)
+    print(f"dbsize serve --workers {args.workers}", flush=True)
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base) as probe:
@@ -421,6 +435,7 @@ def main() -> None:
     parser.add_argument("--reuse", metavar="DB", help="measure an existing loaded database")
     parser.add_argument("--path", action="append", default=[], help="time these GET paths")
     parser.add_argument("--explain", action="store_true", help="print the main plans and stop")
+    parser.add_argument("--workers", type=int, default=1, help="API processes (dbsize serve)")
     parser.add_argument(
         "--cold", type=int, default=0, metavar="N", help="also time N cold fleet forecasts"
     )

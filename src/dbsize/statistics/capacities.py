@@ -1,5 +1,5 @@
-"""Database capacities (``PUT``/``DELETE .../capacity``) and the version the forecast's ETag
-takes from them and from the instances' capacities."""
+"""Database capacities (``PUT``/``DELETE .../capacity``); the forecast's ETag reads their
+newest ``updated_at`` and count (``StatisticsRepository.versions``)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 class CapacityRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    async def capacities_version(self) -> tuple[Any, ...]:
-        query = text(
-            "SELECT max(updated_at), count(*), (SELECT max(updated_at) FROM instances) "
-            "FROM database_capacities"
-        )
-        return tuple((await self.session.execute(query)).one())
 
     async def put_capacity(
         self, instance_id: int, database_name: str, capacity_mb: Decimal

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    column,
     exists,
     func,
     literal,
     or_,
     select,
+    table,
     true,
     tuple_,
 )
@@ -35,6 +37,8 @@ from dbsize.statistics.schemas import GrowthMeasure, SortField, SortOrder, Stati
 
 DB = DatabaseSizeAggregation
 INST = InstanceSizeAggregation
+# Written by statistics/capacities.py with SQL; read here only for the forecast's ETag.
+_CAPACITIES = table("database_capacities", column("updated_at"))
 
 
 @dataclass(frozen=True)
@@ -269,22 +273,31 @@ class StatisticsRepository:
         )
         return [dict(row) for row in (await self.session.execute(query)).mappings()]
 
-    async def statistics_version(
-        self, period_types: Sequence[PeriodType]
-    ) -> tuple[datetime | None, ...]:
-        """The newest ``computed_at`` per period type (one backward index probe each) and the
-        newest finished job. A period's statistics are written by jobs, both levels in one
-        transaction; an instance row is rewritten whenever its databases' sizes change, and
-        the job's end covers what it does not show (a database's data or log size alone)."""
-        probes: list[Any] = [
+    async def versions(
+        self, period_types: Sequence[PeriodType], *, capacities: bool = False
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """What a read's ETag derives from, in one round trip: the statistics' version (the
+        newest ``computed_at`` per period type, one backward index probe each, and the newest
+        finished job) and the rest (instances' newest ``updated_at`` and count: names, types
+        and environments appear in and filter every read; with ``capacities``, the database
+        capacities' too).
+
+        A period's statistics are written by jobs, both levels in one transaction; an instance
+        row is rewritten whenever its databases' sizes change, and the job's end covers what
+        it does not show (a database's data or log size alone)."""
+        statistics: list[Any] = [
             select(func.max(INST.computed_at)).where(INST.period_type == p.value).scalar_subquery()
             for p in period_types
         ]
-        probes.append(select(func.max(AggregationJob.finished_at)).scalar_subquery())
-        row = (await self.session.execute(select(*probes))).one()
-        return tuple(row)
-
-    async def instances_version(self) -> tuple[Any, ...]:
-        """Instance names, types and environments appear in (and filter) every read."""
-        query = select(func.max(Instance.updated_at), func.count()).select_from(Instance)
-        return tuple((await self.session.execute(query)).one())
+        statistics.append(select(func.max(AggregationJob.finished_at)).scalar_subquery())
+        others: list[Any] = [
+            select(func.max(Instance.updated_at)).scalar_subquery(),
+            select(func.count()).select_from(Instance).scalar_subquery(),
+        ]
+        if capacities:
+            others += [
+                select(func.max(_CAPACITIES.c.updated_at)).scalar_subquery(),
+                select(func.count()).select_from(_CAPACITIES).scalar_subquery(),
+            ]
+        row = tuple((await self.session.execute(select(*statistics, *others))).one())
+        return row[: len(statistics)], row[len(statistics) :]

@@ -156,6 +156,9 @@ class StatisticsService:
         self.capacities = CapacityRepository(session)
         self.today = today
         self.stale_after_days = stale_after_days
+        # The statistics' versions read for this request's ETag, by period types: the
+        # forecast's kept fits are keyed on the same version.
+        self.statistics_versions: dict[tuple[PeriodType, ...], tuple[Any, ...]] = {}
 
     async def require_instance(self, instance_id: int) -> str:
         name = await self.repository.instance_name(instance_id)
@@ -166,12 +169,10 @@ class StatisticsService:
     async def etag(
         self, request_key: str, period_types: tuple[PeriodType, ...], *, forecast: bool = False
     ) -> str:
-        statistics = await self.repository.statistics_version(period_types)
-        instances = await self.repository.instances_version()
-        extra: tuple[Any, ...] = ()
-        if forecast:
-            extra = (await self.capacities.capacities_version(), self.today)
-        return version_tag(request_key, statistics, instances, *extra)
+        statistics, others = await self.repository.versions(period_types, capacities=forecast)
+        self.statistics_versions[period_types] = statistics
+        extra = (self.today,) if forecast else ()
+        return version_tag(request_key, statistics, others, *extra)
 
     async def list_page(
         self,
@@ -298,7 +299,9 @@ class StatisticsService:
         )
         fits_version = None
         if not query.instance_ids:
-            data = await self.repository.statistics_version(FORECAST_PERIOD_TYPES)
+            data = self.statistics_versions.get(FORECAST_PERIOD_TYPES)
+            if data is None:
+                data, _ = await self.repository.versions(FORECAST_PERIOD_TYPES)
             fits_version = version_tag("fits", query.level, query.window_days, self.today, data)
             await self.fleet.ensure_fits(
                 query.level, version=fits_version, today=self.today, window_days=query.window_days
