@@ -232,7 +232,13 @@ class AggregationRepository:
         """Requested instances that have instance-level statistics of this type (in window)."""
         if not instance_ids:
             return set()
-        in_window = "AND a.period_start BETWEEN :start AND :end" if window else ""
+        # The window's bounds as `+ 0`, which no index can use: the probe walks the primary key
+        # (instance, period type) to its first row in the window, one index tuple or a few.
+        # Written plainly, a partition without statistics (right after a backfill, before
+        # autovacuum's ANALYZE) let the planner take the (period_type, period_start) index
+        # and filter the instance, reading every instance's rows of the window per probe:
+        # 0.96-1.42 s for 5,000 instances' monthly rows instead of 10 ms.
+        in_window = "AND a.period_start + 0 BETWEEN :start AND :end" if window else ""
         # A scalar subquery per instance (one index probe), not a semi-join over a partition.
         query = text(
             f"""

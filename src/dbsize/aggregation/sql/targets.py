@@ -73,15 +73,26 @@ def incremental_targets(period_type: PeriodType) -> str:
         WHERE a.period_type = '{pt}' AND NOT a.is_complete AND a.period_end < :today
           AND a.instance_id = ANY(:ids)
     ),
-    -- Materialized: stored_last is used several times below, each use an index probe.
-    pending AS MATERIALIZED (
-        SELECT w.instance_id, w.period_start, min(w.since) AS since, max(w.until) AS until,
-               -- a scalar subquery: one index probe per target, never a partition scan
-               (SELECT a.last_sample_date FROM instance_size_aggregations AS a
-                WHERE a.instance_id = w.instance_id AND a.period_type = '{pt}'
-                  AND a.period_start = w.period_start) AS stored_last
-        FROM wanted AS w
+    grouped AS (
+        SELECT instance_id, period_start, min(since) AS since, max(until) AS until
+        FROM wanted
         GROUP BY 1, 2
+    ),
+    -- Each target's stored instance row, hash-joined from the index range of the targets'
+    -- periods. Not one probe per target: with no statistics on a partition (right after a
+    -- backfill, before autovacuum's ANALYZE) the planner probed the (period_type,
+    -- period_start) index and filtered the instance, reading every instance's row of the
+    -- period per target: 10,000 targets of 5,000 instances took 3.8 s instead of ~0.1 s.
+    -- Materialized: stored_last is used several times below.
+    pending AS MATERIALIZED (
+        SELECT g.instance_id, g.period_start, g.since, g.until, a.last_sample_date AS stored_last
+        FROM grouped AS g
+        LEFT JOIN instance_size_aggregations AS a
+               ON a.instance_id = g.instance_id AND a.period_type = '{pt}'
+              AND a.period_start = g.period_start
+              AND a.instance_id = ANY(:ids)
+              AND a.period_start BETWEEN (SELECT min(period_start) FROM wanted)
+                                     AND (SELECT max(period_start) FROM wanted)
     ),
     targets AS (
         SELECT instance_id, period_start, {cal.end("period_start")} AS period_end,
