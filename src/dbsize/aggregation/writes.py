@@ -165,6 +165,11 @@ class WriteKind(StrEnum):
     """The general statement of the targets (``sql.database_targets`` / ``instance_targets``)."""
     complete_ended = "complete_ended"
     """Ended targets' rows marked complete (``sql.complete_ended``)."""
+    rebuild_begin = "rebuild_begin"
+    """Before a fleet's daily window: load into a bare table if the daily partition is empty
+    (``aggregation.rebuild``; the repository looks)."""
+    rebuild_finish = "rebuild_finish"
+    """After the daily database rows: index the loaded table and swap it in, if loading."""
 
 
 @dataclass(frozen=True)
@@ -201,30 +206,53 @@ def worth_jit(instance_count: int, plan: WindowPlan) -> bool:
     return instance_count * longest_read >= JIT_MIN_INSTANCE_DAYS
 
 
+# A daily window of at least this many instance-days (a fleet's history: 1,000 instances x
+# 365 days is 365,000) may rebuild the daily partition instead of writing into it
+# (``aggregation.rebuild``, decision 0010): below it, the DDL and the index builds over the
+# whole partition are not worth their fixed cost.
+REBUILD_MIN_INSTANCE_DAYS = 100_000
+
+
+def worth_rebuild(period_type: PeriodType, instance_count: int, plan: WindowPlan) -> bool:
+    days = (plan.chunks[-1].read.end - plan.chunks[0].read.start).days + 1
+    return period_type is PeriodType.daily and instance_count * days >= REBUILD_MIN_INSTANCE_DAYS
+
+
 def plan_window(
     period_type: PeriodType, plan: WindowPlan, instance_ids: tuple[int, ...]
 ) -> tuple[Write, ...]:
     """An as-of or range scope: each chunk's window statement, database level first (the
-    instance level reads no database rows, but a failure names the level that failed)."""
+    instance level reads no database rows, but a failure names the level that failed). A
+    fleet's daily window is wrapped in ``rebuild_begin`` / ``rebuild_finish``."""
     if not instance_ids:
         return ()
     jit = worth_jit(len(instance_ids), plan)
     # Daily database rows are samples copied with one subtraction: nothing for JIT to speed up,
     # and its estimate made it inline and optimise (0.4 s of compilation per chunk).
     level_jit = {Level.database: jit and period_type is not PeriodType.daily, Level.instance: jit}
-    return tuple(
-        Write(
-            WriteKind.window,
-            level,
-            period_type,
-            instance_ids=instance_ids,
-            read=chunk.read,
-            write_start=chunk.write_start,
-            jit=level_jit[level],
+
+    def level_writes(level: Level) -> tuple[Write, ...]:
+        return tuple(
+            Write(
+                WriteKind.window,
+                level,
+                period_type,
+                instance_ids=instance_ids,
+                read=chunk.read,
+                write_start=chunk.write_start,
+                jit=level_jit[level],
+            )
+            for chunk in plan.chunks
         )
-        for level in (Level.database, Level.instance)
-        for chunk in plan.chunks
-    )
+
+    database = level_writes(Level.database)
+    if worth_rebuild(period_type, len(instance_ids), plan):
+        database = (
+            Write(WriteKind.rebuild_begin, Level.database, period_type),
+            *database,
+            Write(WriteKind.rebuild_finish, Level.database, period_type),
+        )
+    return database + level_writes(Level.instance)
 
 
 def plan_targets(targets: Targets, today: date) -> tuple[Write, ...]:

@@ -38,7 +38,7 @@ def _db_single_samples(
     )"""
 
 
-def _db_daily_window(*, into_empty: bool) -> str:
+def _db_daily_window(*, into_empty: bool, table: str) -> str:
     """Daily database rows over a window: each sample is its day's row, and its change is
     against the previous day's sample, joined by hash. Measured on a month of the fleet
     (620,000 samples): 1.3 s to compute the rows, against 3.2 s through the general statement,
@@ -56,13 +56,7 @@ def _db_daily_window(*, into_empty: bool) -> str:
               AND p.collected_date BETWEEN :read_start AND :read_end - 1""",
         previous_avg="p.size_mb",
     )
-    tail = write_source(
-        "database_size_aggregations",
-        DB_KEY,
-        PeriodType.daily.value,
-        DB_COLUMNS,
-        into_empty=into_empty,
-    )
+    tail = write_source(table, DB_KEY, PeriodType.daily.value, DB_COLUMNS, into_empty=into_empty)
     return f"""
     WITH {src}
     {tail}
@@ -107,11 +101,19 @@ def database_opening(period_type: PeriodType) -> str:
     """
 
 
-def database_window(period_type: PeriodType, *, into_empty: bool = False) -> str:
+def database_window(
+    period_type: PeriodType, *, into_empty: bool = False, table: str | None = None
+) -> str:
     """Database level over a window. Parameters: ids, read_start, read_end, write_start, today,
-    job_id. ``read_start`` is one whole period before ``write_start`` (the context period)."""
+    job_id. ``read_start`` is one whole period before ``write_start`` (the context period).
+    ``table``: daily rows only, INSERTed into that table instead (``aggregation.rebuild``)."""
     if period_type is PeriodType.daily:
-        return _db_daily_window(into_empty=into_empty)
+        return _db_daily_window(
+            into_empty=into_empty or table is not None,
+            table=table or "database_size_aggregations",
+        )
+    if table is not None:
+        raise ValueError("only daily rows are rebuilt")
     cal = Calendar(period_type)
     grouped = db_grouped(
         cal,
