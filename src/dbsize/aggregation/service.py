@@ -259,6 +259,7 @@ async def _write(
         rows[write.level] += await repo.execute(write, context)
     progress.level = None
     if context.targets is None:
+        await repo.analyze_if_never_analyzed(period_type)
         covered = await repo.instances_with_rows(period_type, instance_ids, window)
         return _Written(rows[Level.database], rows[Level.instance], window, frozenset(covered))
     # Every target instance has rows now: a target is a period with new samples (samples are
