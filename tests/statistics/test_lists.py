@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from httpx import AsyncClient
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dbsize.aggregation.schemas import PeriodType
@@ -285,3 +286,67 @@ class TestConditionalGet:
             ("orders_log", 40.0),
             ("orders", 175.0),
         ]
+
+
+class TestLatestKeptPeriods:
+    """``latest=true`` at the database level reads each key's newest period kept per
+    statistics version (with ``end`` or ``complete`` it groups the periods in scope)."""
+
+    async def test_start_only_drops_keys_whose_newest_period_is_older(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        items = await _items(client, DATABASES, latest="true", start="2026-03-01")
+        assert _keys(items) == [("orders", "2026-04-01"), ("orders_log", "2026-03-01")]
+
+    async def test_end_takes_each_keys_newest_period_before_it(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        items = await _items(
+            client, DATABASES, latest="true", end="2026-02-28", sort="avg_size_mb", order="asc"
+        )
+        assert [(k, row["avg_size_mb"]) for k, row in zip(_keys(items), items, strict=True)] == [
+            (("orders_log", "2026-02-01"), 50.0),
+            (("orders", "2026-02-01"), 140.0),
+            (("shop", "2026-02-01"), 1200.0),
+        ]
+
+    async def test_pages_walk_the_kept_order(self, client: AsyncClient, fleet: Fleet) -> None:
+        whole = await _items(client, DATABASES, latest="true", sort="size_change_mb")
+        walked: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"period_type": "monthly", "latest": "true", "limit": 1}
+            params |= {"sort": "size_change_mb"} | ({"cursor": cursor} if cursor else {})
+            page = (await client.get(DATABASES, params=params)).json()
+            walked += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert _keys(whole) == [
+            ("shop", "2026-02-01"), ("orders", "2026-04-01"), ("orders_log", "2026-03-01"),
+        ]  # fmt: skip
+        assert walked == whole
+
+    async def test_new_statistics_move_a_keys_newest_period(
+        self, client: AsyncClient, fleet: Fleet, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        before = await _items(client, DATABASES, latest="true", database_name="shop")
+        async with sessionmaker() as session, session.begin():
+            await write_samples(
+                session, [Sample(fleet.shop_id, "shop", date(2026, 3, 15), Decimal("1300"))]
+            )
+        await run_scope(
+            sessionmaker,
+            range_scope(date(2026, 3, 1), date(2026, 3, 31)),
+            [fleet.shop_id],
+            TODAY,
+            period_types=[PeriodType.monthly],
+        )
+        after = await _items(client, DATABASES, latest="true", database_name="shop")
+        assert _keys(before) == [("shop", "2026-02-01")]
+        assert [(k, row["avg_size_mb"]) for k, row in zip(_keys(after), after, strict=True)] == [
+            (("shop", "2026-03-01"), 1300.0)
+        ]
+        async with sessionmaker() as session:
+            versions = await session.scalar(text("SELECT count(*) FROM latest_database_versions"))
+        assert versions == 2  # one per statistics version; the old one goes after ten minutes

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dbsize.db import set_local
 from dbsize.statistics.forecast import MIN_POINTS
+from dbsize.statistics.kept import keep
 from dbsize.statistics.schemas import StatisticsLevel
 
 # Key columns, the tables, and the capacity each level falls back to without an explicit
@@ -243,48 +244,23 @@ class FleetRepository:
     async def ensure_fits(
         self, level: StatisticsLevel, *, version: str, today: date, window_days: int
     ) -> bool:
-        """Make ``forecast_fits`` hold the fleet's fits under ``version`` (True: computed now).
-
-        Versions other than the current one are removed once they are ten minutes old, not at
-        once: a request that found its version a moment ago may still be reading it."""
-        present = text("SELECT EXISTS (SELECT 1 FROM forecast_fit_versions WHERE version = :v)")
-        if await self.session.scalar(present, {"v": version}):
-            return False
-        await self.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FITS_LOCK})
-        if await self.session.scalar(present, {"v": version}):
-            return False  # filled by the request we waited for
-        fits = _fits_sql(level, filter_ids=False)
+        """Make ``forecast_fits`` hold the fleet's fits under ``version`` (``statistics.kept``;
+        True: computed now)."""
         # The fit groups 600,000 rows into 20,000 keys: 4 MB of work_mem spilled its hash
         # aggregate and sort to disk.
         await set_local(self.session, {"work_mem": "64MB"})
-        await self.session.execute(
-            text(
-                f"INSERT INTO forecast_fits (version, instance_id, database_name, {FIT_COLUMNS}) "
-                f"SELECT CAST(:v AS varchar), instance_id, database_name, {FIT_COLUMNS} "
-                f"FROM ({fits}) AS fits"
-            ),
-            {"v": version, "today": today, "window_days": window_days},
+        fits = _fits_sql(level, filter_ids=False)
+        return await keep(
+            self.session,
+            rows="forecast_fits",
+            versions="forecast_fit_versions",
+            lock=_FITS_LOCK,
+            version=version,
+            fill=f"INSERT INTO forecast_fits (version, instance_id, database_name, {FIT_COLUMNS}) "
+            f"SELECT CAST(:v AS varchar), instance_id, database_name, {FIT_COLUMNS} "
+            f"FROM ({fits}) AS fits",
+            params={"today": today, "window_days": window_days},
         )
-        await self.session.execute(
-            text(
-                """
-                WITH old AS (
-                    DELETE FROM forecast_fit_versions
-                    WHERE version <> :v AND created_at < now() - interval '10 minutes'
-                    RETURNING version
-                )
-                DELETE FROM forecast_fits WHERE version IN (SELECT version FROM old)
-                """
-            ),
-            {"v": version},
-        )
-        await self.session.execute(
-            text("INSERT INTO forecast_fit_versions (version) VALUES (:v)"), {"v": version}
-        )
-        # Fresh rows have no statistics: the ranking then expected ~20 fits and probed the
-        # capacities once per fit instead of hashing them.
-        await self.session.execute(text("ANALYZE forecast_fits"))
-        return True
 
     async def forecast_page(
         self,

@@ -33,12 +33,25 @@ from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggre
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.instances.models import Instance
 from dbsize.jobs.models import AggregationJob
+from dbsize.statistics.kept import keep
 from dbsize.statistics.schemas import GrowthMeasure, SortField, SortOrder, StatisticsLevel
 
 DB = DatabaseSizeAggregation
 INST = InstanceSizeAggregation
 # Written by statistics/capacities.py with SQL; read here only for the forecast's ETag.
 _CAPACITIES = table("database_capacities", column("updated_at"))
+# Each database's newest period of a type with its sort values, kept per statistics version
+# (migration 0014): a fleet-wide `latest=true` page without grouping 260,000 keys' periods.
+_KEPT = table(
+    "latest_database_periods",
+    column("version"),
+    column("instance_id"),
+    column("database_name"),
+    column("period_start"),
+    *(column(c) for c in ("avg_size_mb", "size_change_mb", "size_change_percent")),
+    column("growth_mb_per_day"),
+)
+_KEPT_LOCK = 7_300_014
 
 
 @dataclass(frozen=True)
@@ -75,11 +88,14 @@ def _key_columns(model: type[DB] | type[INST]) -> list[Any]:
     return [INST.instance_id, INST.period_start]
 
 
-def _conditions(model: type[DB] | type[INST], flt: StatisticsFilter) -> list[ColumnElement[bool]]:
-    """The filter's conditions on ``model`` joined to ``instances``."""
-    conditions: list[ColumnElement[bool]] = [model.period_type == flt.period_type.value]
+def _key_conditions(
+    instance_id: Any, database_name: Any, flt: StatisticsFilter
+) -> list[ColumnElement[bool]]:
+    """The filter's conditions on a row's key (and its instance, joined): they choose keys,
+    never which of a key's periods is its newest."""
+    conditions: list[ColumnElement[bool]] = []
     if flt.instance_ids:
-        conditions.append(model.instance_id.in_(flt.instance_ids))
+        conditions.append(instance_id.in_(flt.instance_ids))
     if flt.db_type is not None:
         conditions.append(Instance.db_type == flt.db_type)
     if flt.environment is not None:
@@ -87,22 +103,29 @@ def _conditions(model: type[DB] | type[INST], flt: StatisticsFilter) -> list[Col
     if flt.instance_name_contains:
         pattern = "%" + _like_escaped(flt.instance_name_contains) + "%"
         conditions.append(Instance.name.ilike(pattern, escape="\\"))
+    if database_name is not None:
+        if flt.database_name is not None:
+            conditions.append(database_name == flt.database_name)
+        if flt.database_name_prefix:
+            pattern = _like_escaped(flt.database_name_prefix) + "%"
+            conditions.append(database_name.like(pattern, escape="\\"))
+        if flt.database_name_contains:
+            pattern = "%" + _like_escaped(flt.database_name_contains) + "%"
+            conditions.append(database_name.ilike(pattern, escape="\\"))
+    return conditions
+
+
+def _conditions(model: type[DB] | type[INST], flt: StatisticsFilter) -> list[ColumnElement[bool]]:
+    """The filter's conditions on ``model`` joined to ``instances``."""
+    conditions: list[ColumnElement[bool]] = [model.period_type == flt.period_type.value]
     if flt.start is not None:
         conditions.append(model.period_start >= flt.start)
     if flt.end is not None:
         conditions.append(model.period_start <= flt.end)
     if flt.complete is not None:
         conditions.append(model.is_complete == flt.complete)
-    if model is DB:
-        if flt.database_name is not None:
-            conditions.append(DB.database_name == flt.database_name)
-        if flt.database_name_prefix:
-            pattern = _like_escaped(flt.database_name_prefix) + "%"
-            conditions.append(DB.database_name.like(pattern, escape="\\"))
-        if flt.database_name_contains:
-            pattern = "%" + _like_escaped(flt.database_name_contains) + "%"
-            conditions.append(DB.database_name.ilike(pattern, escape="\\"))
-    return conditions
+    names = DB.database_name if model is DB else None
+    return conditions + _key_conditions(model.instance_id, names, flt)
 
 
 def _filtered(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any]:
@@ -139,9 +162,35 @@ def _latest(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any]:
     )
 
 
+def kept_latest_applies(level: StatisticsLevel, flt: StatisticsFilter) -> bool:
+    """Whether the kept newest periods answer ``latest=true``: at the database level, and when
+    no filter can change which period is a key's newest (``start`` only removes keys whose
+    newest period is older; ``end`` and ``complete`` choose another period)."""
+    return (
+        level is StatisticsLevel.database
+        and flt.latest
+        and flt.end is None
+        and flt.complete is None
+    )
+
+
+def _kept_conditions(flt: StatisticsFilter, version: str) -> list[ColumnElement[bool]]:
+    """The filter's conditions on the kept newest periods joined to ``instances``."""
+    kept = _KEPT.c
+    conditions = [kept.version == version]
+    if flt.start is not None:
+        conditions.append(kept.period_start >= flt.start)
+    return conditions + _key_conditions(kept.instance_id, kept.database_name, flt)
+
+
 # Sort columns that are never NULL: their order needs no "NULLs last" term, so an index on
 # them (or on the period) gives the order and the planner can stop at the page's last row.
 _NOT_NULL_SORTS = frozenset({SortField.period_start, SortField.avg_size_mb})
+
+
+def _ordering(sort_col: Any, keys: list[Any], order: SortOrder, *, nullable: bool) -> list[Any]:
+    ordered = [c.asc() if order is SortOrder.asc else c.desc() for c in (sort_col, *keys)]
+    return [sort_col.is_(None), *ordered] if nullable else ordered
 
 
 def _keyset_condition(
@@ -174,10 +223,20 @@ class StatisticsRepository:
         order: SortOrder,
         after: Keyset | None,
         limit: int,
+        kept_version: str | None = None,
     ) -> list[dict[str, Any]]:
-        """One page of statistics rows (``limit`` rows; ask one more to know there is a next)."""
+        """One page of statistics rows (``limit`` rows; ask one more to know there is a next).
+        ``kept_version``: ``latest=true`` from the kept newest periods (:meth:`keep_latest`)."""
         model: type[DB] | type[INST] = DB if level is StatisticsLevel.database else INST
-        scope_sq = (_latest(model, flt) if flt.latest else _filtered(model, flt)).subquery()
+        if kept_version is not None:
+            scope_sq = (
+                select(_KEPT)
+                .join(Instance, Instance.id == _KEPT.c.instance_id)
+                .where(*_kept_conditions(flt, kept_version))
+                .subquery()
+            )
+        else:
+            scope_sq = (_latest(model, flt) if flt.latest else _filtered(model, flt)).subquery()
         columns = scope_sq.c
         sort_col = columns[sort.value]
         keys = [columns[c.key] for c in _key_columns(model)]
@@ -185,11 +244,56 @@ class StatisticsRepository:
         query = select(scope_sq)
         if after is not None:
             query = query.where(_keyset_condition(sort_col, keys, order, after, nullable=nullable))
-        ordered = [c.asc() if order is SortOrder.asc else c.desc() for c in (sort_col, *keys)]
-        nulls_last = [sort_col.is_(None)] if nullable else []
-        query = query.order_by(*nulls_last, *ordered).limit(limit)
+        query = query.order_by(*_ordering(sort_col, keys, order, nullable=nullable)).limit(limit)
+        if kept_version is not None:
+            # The page's keys and periods come from the narrow kept rows; only they are read.
+            page = query.subquery()
+            query = (
+                select(*DB.__table__.columns, Instance.name.label("instance_name"))
+                .join(
+                    page,
+                    and_(
+                        DB.instance_id == page.c.instance_id,
+                        DB.database_name == page.c.database_name,
+                        DB.period_start == page.c.period_start,
+                    ),
+                )
+                .join(Instance, Instance.id == DB.instance_id)
+                .where(DB.period_type == flt.period_type.value)
+                .order_by(
+                    *_ordering(
+                        page.c[sort.value], [page.c[k.key] for k in keys], order, nullable=nullable
+                    )
+                )
+            )
         rows = (await self.session.execute(query)).mappings().all()
         return [dict(row) for row in rows]
+
+    async def keep_latest(self, period_type: PeriodType, version: str) -> None:
+        """Keep each database's newest period of ``period_type`` (with its sort values) under
+        ``version`` (``statistics.kept``): grouped once per version."""
+        await keep(
+            self.session,
+            rows="latest_database_periods",
+            versions="latest_database_versions",
+            lock=_KEPT_LOCK,
+            version=version,
+            fill="""
+                INSERT INTO latest_database_periods
+                    (version, instance_id, database_name, period_start, avg_size_mb,
+                     size_change_mb, size_change_percent, growth_mb_per_day)
+                SELECT CAST(:v AS varchar), d.instance_id, d.database_name, d.period_start,
+                       d.avg_size_mb, d.size_change_mb, d.size_change_percent,
+                       d.growth_mb_per_day
+                FROM (SELECT instance_id, database_name, max(period_start) AS period_start
+                      FROM database_size_aggregations WHERE period_type = :p
+                      GROUP BY instance_id, database_name) n
+                JOIN database_size_aggregations d
+                  ON d.period_type = :p AND d.instance_id = n.instance_id
+                 AND d.database_name = n.database_name AND d.period_start = n.period_start
+            """,
+            params={"p": period_type.value},
+        )
 
     async def instance_name(self, instance_id: int) -> str | None:
         name: str | None = await self.session.scalar(

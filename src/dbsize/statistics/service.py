@@ -21,7 +21,12 @@ from dbsize.periods import previous_period_start
 from dbsize.statistics.capacities import CapacityRepository
 from dbsize.statistics.fleet import FleetRepository, ForecastAfter, ForecastScope
 from dbsize.statistics.forecast import Fit, ForecastStatus, Projection, classify
-from dbsize.statistics.repository import Keyset, StatisticsFilter, StatisticsRepository
+from dbsize.statistics.repository import (
+    Keyset,
+    StatisticsFilter,
+    StatisticsRepository,
+    kept_latest_applies,
+)
 from dbsize.statistics.schemas import (
     DatabaseCapacity,
     DatabaseSeries,
@@ -174,6 +179,13 @@ class StatisticsService:
         extra = (self.today,) if forecast else ()
         return version_tag(request_key, statistics, others, *extra)
 
+    async def _statistics(self, *period_types: PeriodType) -> tuple[Any, ...]:
+        """The statistics' version of these period types (read once per request: the ETag's)."""
+        if period_types not in self.statistics_versions:
+            data, _ = await self.repository.versions(period_types)
+            self.statistics_versions[period_types] = data
+        return self.statistics_versions[period_types]
+
     async def list_page(
         self,
         level: StatisticsLevel,
@@ -191,8 +203,12 @@ class StatisticsService:
         if level is StatisticsLevel.instance and sort is SortField.growth_mb_per_day:
             raise InvalidInput("instance statistics have no growth_mb_per_day; sort by another")
         after = _keyset(cursor, level, sort) if cursor else None
+        kept = None
+        if kept_latest_applies(level, flt):
+            kept = version_tag("latest", flt.period_type, await self._statistics(flt.period_type))
+            await self.repository.keep_latest(flt.period_type, kept)
         rows = await self.repository.list_rows(
-            level, flt, sort=sort, order=order, after=after, limit=limit + 1
+            level, flt, sort=sort, order=order, after=after, limit=limit + 1, kept_version=kept
         )
         adapter = _DATABASE_ROWS if level is StatisticsLevel.database else _INSTANCE_ROWS
         items = adapter.validate_python(rows[:limit])
@@ -299,9 +315,7 @@ class StatisticsService:
         )
         fits_version = None
         if not query.instance_ids:
-            data = self.statistics_versions.get(FORECAST_PERIOD_TYPES)
-            if data is None:
-                data, _ = await self.repository.versions(FORECAST_PERIOD_TYPES)
+            data = await self._statistics(*FORECAST_PERIOD_TYPES)
             fits_version = version_tag("fits", query.level, query.window_days, self.today, data)
             await self.fleet.ensure_fits(
                 query.level, version=fits_version, today=self.today, window_days=query.window_days
