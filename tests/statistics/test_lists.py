@@ -290,7 +290,16 @@ class TestConditionalGet:
 
 class TestLatestKeptPeriods:
     """``latest=true`` at the database level reads each key's newest period kept per
-    statistics version (with ``end`` or ``complete`` it groups the periods in scope)."""
+    statistics version (with ``start``, ``end`` or ``complete`` it groups the periods in
+    scope)."""
+
+    async def test_kept_periods_take_the_key_filters(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        items = await _items(
+            client, DATABASES, latest="true", instance_name_contains="ORDERS", db_type="postgresql"
+        )
+        assert _keys(items) == [("orders", "2026-04-01"), ("orders_log", "2026-03-01")]
 
     async def test_start_only_drops_keys_whose_newest_period_is_older(
         self, client: AsyncClient, fleet: Fleet

@@ -163,12 +163,14 @@ def _latest(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any]:
 
 
 def kept_latest_applies(level: StatisticsLevel, flt: StatisticsFilter) -> bool:
-    """Whether the kept newest periods answer ``latest=true``: at the database level, and when
-    no filter can change which period is a key's newest (``start`` only removes keys whose
-    newest period is older; ``end`` and ``complete`` choose another period)."""
+    """Whether the kept newest periods answer ``latest=true``: at the database level, with no
+    period filter. ``end`` and ``complete`` choose another period; ``start`` would not, but it
+    bounds the grouping statement to its window, which then costs less than keeping every
+    key's newest period (for daily rows: grouping 7.3 million) after each change."""
     return (
         level is StatisticsLevel.database
         and flt.latest
+        and flt.start is None
         and flt.end is None
         and flt.complete is None
     )
@@ -177,10 +179,7 @@ def kept_latest_applies(level: StatisticsLevel, flt: StatisticsFilter) -> bool:
 def _kept_conditions(flt: StatisticsFilter, version: str) -> list[ColumnElement[bool]]:
     """The filter's conditions on the kept newest periods joined to ``instances``."""
     kept = _KEPT.c
-    conditions = [kept.version == version]
-    if flt.start is not None:
-        conditions.append(kept.period_start >= flt.start)
-    return conditions + _key_conditions(kept.instance_id, kept.database_name, flt)
+    return [kept.version == version, *_key_conditions(kept.instance_id, kept.database_name, flt)]
 
 
 # Sort columns that are never NULL: their order needs no "NULLs last" term, so an index on
