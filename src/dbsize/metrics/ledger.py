@@ -206,28 +206,22 @@ class LedgerCollector(Collector):
         yield settled
 
     def _histograms(self) -> Iterator[Metric]:
-        jobs = HistogramMetricFamily(
+        yield _histogram_family(
             "dbsize_job_duration_seconds",
             "Job run time (start to terminal status), by kind.",
-            labels=["kind"],
+            "kind",
+            [kind.value for kind in JobKind],
+            self.facts.job_durations,
+            JOB_BUCKETS,
         )
-        for kind in JobKind:
-            d = self.facts.job_durations.get(
-                kind.value, HistogramFacts((0,) * len(JOB_BUCKETS), 0, 0.0)
-            )
-            jobs.add_metric([kind.value], _buckets(JOB_BUCKETS, d), d.total)
-        yield jobs
-        periods = HistogramMetricFamily(
+        yield _histogram_family(
             "dbsize_job_period_duration_seconds",
             "Run time of one period type's calculation within a job.",
-            labels=["period_type"],
+            "period_type",
+            [period_type.value for period_type in PeriodType],
+            self.facts.period_durations,
+            PERIOD_BUCKETS,
         )
-        for period_type in PeriodType:
-            p = self.facts.period_durations.get(
-                period_type.value, HistogramFacts((0,) * len(PERIOD_BUCKETS), 0, 0.0)
-            )
-            periods.add_metric([period_type.value], _buckets(PERIOD_BUCKETS, p), p.total)
-        yield periods
 
     def _freshness(self) -> Iterator[Metric]:
         newest = GaugeMetricFamily(
@@ -255,3 +249,21 @@ class LedgerCollector(Collector):
 def _buckets(bounds: Sequence[float], facts: HistogramFacts) -> list[tuple[str, float]]:
     pairs = [(repr(float(b)), float(n)) for b, n in zip(bounds, facts.cumulative, strict=True)]
     return [*pairs, ("+Inf", float(facts.count))]
+
+
+def _histogram_family(
+    name: str,
+    help_: str,
+    label: str,
+    values: Sequence[str],
+    facts: dict[str, HistogramFacts],
+    bounds: Sequence[float],
+) -> HistogramMetricFamily:
+    """One series per label value, empty ones included (a rate() over a missing series is no
+    alert at all)."""
+    family = HistogramMetricFamily(name, help_, labels=[label])
+    empty = HistogramFacts((0,) * len(bounds), 0, 0.0)
+    for value in values:
+        h = facts.get(value, empty)
+        family.add_metric([value], _buckets(bounds, h), h.total)
+    return family
