@@ -138,6 +138,13 @@ def unavailable_dependency(exc: BaseException) -> str | None:
     later), or None when ``exc`` is not one."""
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return "Redis"
+    if isinstance(exc, redis.exceptions.WatchError) and isinstance(
+        exc.__context__, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
+    ):
+        # redis-py reports a connection lost while a pipeline WATCHes a key as a WatchError
+        # raised inside the handler of the connection error (arq's start_jobs does this on
+        # every job it picks): the cause is an outage, not a lost race.
+        return "Redis"
     if isinstance(exc, DBAPIError):
         disconnected = exc.connection_invalidated or isinstance(
             exc, OperationalError | InterfaceError

@@ -54,6 +54,25 @@ class ResilientWorker(Worker):
             log.info("worker_dependency_restored", failures=self.failures)
             self.failures = 0
 
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's start_jobs, one job at a time, giving back the slot of a job it failed to start.
+
+        arq takes a slot (its semaphore and job counter) before it checks a job in Redis and
+        gives it back only on the outcomes it expects; a connection error in between leaks the
+        slot for the life of the worker, so every outage would shrink ``max_jobs`` until no job
+        could start. A failure that left no new task for the job is such a leak.
+        """
+        for job_id in job_ids:
+            key = job_id.decode()
+            task_before = self.tasks.get(key)
+            try:
+                await super().start_jobs([job_id])
+            except Exception:
+                if self.tasks.get(key) is task_before:
+                    self.job_counter -= 1
+                    self.sem.release()
+                raise
+
     async def close(self) -> None:
         try:
             await super().close()
