@@ -4,8 +4,6 @@ slot back. Both on a private redis-server that the test really stops."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,21 +13,15 @@ from arq.worker import func
 
 from dbsize.errors import unavailable_dependency
 from dbsize.worker.resilient import ResilientWorker
-from tests.faults.conftest import PrivateRedis
+from tests.faults.conftest import PrivateRedis, private_redis
+
+__all__ = ["private_redis"]  # the fault suite's fixture: a redis-server of this test's own
 
 MAX_JOBS = 3
 
 
 async def _noop(ctx: dict[str, Any]) -> None:
     return None
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_a_connection_lost_while_watching_is_a_redis_outage(
