@@ -68,23 +68,21 @@ def pages(instance_id: int, job_id: str) -> list[Page]:
     """What each page's script requests (ui/static/jobs.js, ui/static/capacity.js)."""
     stats = "/v1/statistics"
     jobs = "/v1/aggregation-jobs"
-    latest = "period_type={}&latest=true&limit=500"
     week_ago = TODAY - timedelta(days=7)
     return [
         Page(
             "overview",
             "/ui",
             [
-                # allPages: two pages of 500 instances each, one after the other.
-                [f"{stats}/instances?{latest.format('daily')}&start={week_ago}", "NEXT"],
-                [f"{stats}/instances?{latest.format('monthly')}", "NEXT"],
+                [f"{stats}/instances/totals?period_type=daily&latest=true&start={week_ago}"],
+                [f"{stats}/instances/totals?period_type=monthly&latest=true"],
                 ["/v1/freshness"],
                 [
                     f"{stats}/top?period_type=monthly&level=database&by=growth_mb_per_day"
                     "&n=5&complete=false"
                 ],
                 ["/v1/forecast?level=database&status=ok&limit=5"],
-                *[[f"{jobs}?trigger={t}&limit=1"] for t in ("cron", "api", "cli", "retry")],
+                [f"{jobs}?latest_per_trigger=true&limit=10"],
             ],
         ),
         Page("jobs", "/ui/jobs", [[f"{jobs}?limit=50"], [f"{jobs}/status-counts"]]),
@@ -113,7 +111,8 @@ def pages(instance_id: int, job_id: str) -> list[Page]:
                 # loaded once both answered: the daily series with every database's.
                 [
                     "AFTER",
-                    f"/v1/instances/{instance_id}/statistics?period_type=daily&include=databases",
+                    f"/v1/instances/{instance_id}/statistics?period_type=daily"
+                    "&include=database_sizes",
                 ],
             ],
         ),

@@ -98,11 +98,13 @@ def openapi() -> None:
 def _api_server(host: str, port: int, settings: Settings) -> uvicorn.Server:
     import uvicorn
 
+    from dbsize.gc_tuning import tune_for_serving
     from dbsize.logging import configure_logging
     from dbsize.main import create_app
 
     configure_logging(settings.log_format, settings.log_level)
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
+    tune_for_serving()
     return uvicorn.Server(config)
 
 
@@ -137,12 +139,15 @@ Workers = Annotated[
 def serving_app() -> FastAPI:
     """The app of one of ``dbsize serve --workers N``'s processes (uvicorn imports it by name
     in each process): each reads the settings and configures its logging itself."""
+    from dbsize.gc_tuning import tune_for_serving
     from dbsize.logging import configure_logging
     from dbsize.main import create_app
 
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
-    return create_app(settings)
+    served = create_app(settings)
+    tune_for_serving()
+    return served
 
 
 @app.command()

@@ -513,3 +513,27 @@ class TestPolling:
             )
         ).json()
         assert {page["items"][0]["id"], rest["items"][0]["id"]} == {queued["id"], cancelled["id"]}
+
+    async def test_list_latest_per_trigger_keeps_each_triggers_newest_job(
+        self, client: AsyncClient, engine: AsyncEngine
+    ) -> None:
+        await fleet(client, engine, with_samples=1)
+        cancelled = await submit(client, {"periods": ["daily"]})
+        await client.post(f"/v1/aggregation-jobs/{cancelled['id']}/cancel")
+        retried = await client.post(f"/v1/aggregation-jobs/{cancelled['id']}/retry")
+        assert retried.status_code == 202, retried.text
+        newest_api = await submit(client, {"periods": ["weekly"]})
+        listed = (
+            await client.get("/v1/aggregation-jobs", params={"latest_per_trigger": "true"})
+        ).json()
+        assert [(j["trigger"], j["id"]) for j in listed["items"]] == [
+            ("api", newest_api["id"]),
+            ("retry", retried.json()["id"]),
+        ]
+        # The other filters choose the candidates: the newest cancelled job of each trigger.
+        cancelled_only = (
+            await client.get(
+                "/v1/aggregation-jobs", params={"latest_per_trigger": "true", "status": "cancelled"}
+            )
+        ).json()
+        assert [j["id"] for j in cancelled_only["items"]] == [cancelled["id"]]

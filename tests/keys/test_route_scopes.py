@@ -63,6 +63,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope | None] = {
     ("GET", "/ui/instances/{instance_id}"): None,
     ("GET", "/v1/statistics/databases"): R,
     ("GET", "/v1/statistics/instances"): R,
+    ("GET", "/v1/statistics/instances/totals"): R,
     ("GET", "/v1/instances/{instance_id}/statistics"): R,
     ("GET", "/v1/instances/{instance_id}/databases/{database_name}/statistics"): R,
     ("GET", "/v1/statistics/top"): R,

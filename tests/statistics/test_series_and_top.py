@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from httpx import AsyncClient
+from datetime import date
+from decimal import Decimal
 
-from tests.statistics.conftest import Fleet
+from httpx import AsyncClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dbsize.aggregation.schemas import PeriodType
+from tests.aggregation.helpers import range_scope, run_scope, write_samples
+from tests.aggregation.reference import Sample
+from tests.statistics.conftest import TODAY, Fleet
+
+TOP = "/v1/statistics/top"
 
 
 class TestInstanceSeries:
@@ -26,6 +36,45 @@ class TestInstanceSeries:
         assert [
             (d["database_name"], [r["avg_size_mb"] for r in d["series"]]) for d in body["databases"]
         ] == [("orders", [105.0, 140.0, 170.0]), ("orders_log", [50.0, 50.0, 40.0])]
+
+    async def test_database_sizes_are_the_series_in_chart_form(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        url = f"/v1/instances/{fleet.orders_id}/statistics"
+        for period_type, window in (
+            ("daily", {}),
+            ("monthly", {"end": "2026-03-31"}),
+            ("monthly", {"start": "2026-02-01"}),
+        ):
+            params = {"period_type": period_type, **window}
+            full = (await client.get(url, params={**params, "include": "databases"})).json()
+            compact = await client.get(url, params={**params, "include": "database_sizes"})
+            assert compact.status_code == 200
+            body = compact.json()
+            assert body["databases"] is None
+            assert body["series"] == full["series"]
+            assert [
+                (d["database_name"], d["period_start"], d["avg_size_mb"], d["latest"])
+                for d in body["database_sizes"]
+            ] == [
+                (
+                    d["database_name"],
+                    [r["period_start"] for r in d["series"]],
+                    [r["avg_size_mb"] for r in d["series"]],
+                    d["series"][-1],
+                )
+                for d in full["databases"]
+            ], params
+        monthly = (
+            await client.get(
+                url,
+                params={"period_type": "monthly", "include": "database_sizes", "end": "2026-03-31"},
+            )
+        ).json()
+        assert [(d["database_name"], d["avg_size_mb"]) for d in monthly["database_sizes"]] == [
+            ("orders", [105.0, 140.0, 170.0]),
+            ("orders_log", [50.0, 50.0, 40.0]),
+        ]
 
     async def test_without_include_there_are_no_database_series(
         self, client: AsyncClient, fleet: Fleet
@@ -212,3 +261,54 @@ class TestTopNameFilters:
             params={"period_type": "monthly", "level": "instance", "database_name_contains": "x"},
         )
         assert response.status_code == 422
+
+
+class TestKeptRanks:
+    """The database level walks ranks kept per statistics version (migration 0015); a request
+    for chosen instances reads the period directly. Both must give the same rows."""
+
+    async def test_kept_ranks_give_what_the_direct_read_gives(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        both = [fleet.orders_id, fleet.shop_id]
+        for period_type in ("daily", "weekly", "monthly", "quarterly"):
+            for by in ("size_change_mb", "size_change_percent", "growth_mb_per_day"):
+                for complete in ("true", "false"):
+                    params = {"period_type": period_type, "by": by, "complete": complete, "n": 50}
+                    kept = (await client.get(TOP, params=params)).json()
+                    direct = (await client.get(TOP, params={**params, "instance_id": both})).json()
+                    assert kept["items"] == direct["items"], params
+                    assert kept["items"] or period_type == "daily", params
+
+    async def test_filters_apply_to_the_ranks(self, client: AsyncClient, fleet: Fleet) -> None:
+        params = {"period_type": "monthly", "complete": "false", "db_type": "mysql"}
+        mysql = (await client.get(TOP, params=params)).json()
+        assert mysql["period_start"] == "2026-04-01"
+        assert mysql["items"] == []  # my-shop has no April row
+        n1 = (await client.get(TOP, params={"period_type": "monthly", "n": 1})).json()
+        assert [r["database_name"] for r in n1["items"]] == ["orders"]
+
+    async def test_new_statistics_rank_again(
+        self, client: AsyncClient, fleet: Fleet, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        before = (await client.get(TOP, params={"period_type": "monthly"})).json()
+        async with sessionmaker() as session, session.begin():
+            await write_samples(
+                session, [Sample(fleet.orders_id, "orders_log", date(2026, 3, 20), Decimal("500"))]
+            )
+        await run_scope(
+            sessionmaker,
+            range_scope(date(2026, 3, 1), date(2026, 3, 31)),
+            [fleet.orders_id],
+            TODAY,
+            period_types=[PeriodType.monthly],
+        )
+        after = (await client.get(TOP, params={"period_type": "monthly"})).json()
+        assert [r["database_name"] for r in before["items"]] == ["orders", "orders_log"]
+        assert [(r["database_name"], r["size_change_mb"]) for r in after["items"]] == [
+            ("orders_log", 220.0),  # March's average (40 + 500) / 2 against February's 50
+            ("orders", 30.0),
+        ]
+        async with sessionmaker() as session:
+            versions = await session.scalar(text("SELECT count(*) FROM top_database_versions"))
+        assert versions == 2  # one per statistics version; the old one goes after ten minutes

@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1/instances", tags=["instances"])
 Session = RequestSession
 
 
-def _secret_box(request: Request) -> SecretBox:
+async def _secret_box(request: Request) -> SecretBox:
     return SecretBox.from_settings(request.app.state.settings)
 
 
@@ -55,7 +55,7 @@ async def create_instance(
 @router.get(
     "",
     response_model=Page[InstanceRead],
-    dependencies=[requires(Scope.read)],
+    dependencies=[requires(Scope.read, in_request_session=True)],
     responses=problem_responses(422, 503),
 )
 async def list_instances(
@@ -79,7 +79,7 @@ async def list_instances(
 @router.get(
     "/{instance_id}",
     response_model=InstanceRead,
-    dependencies=[requires(Scope.read)],
+    dependencies=[requires(Scope.read, in_request_session=True)],
     responses=problem_responses(404, 422, 503),
 )
 async def get_instance(instance_id: InstanceIdPath, session: Session) -> InstanceRead:

@@ -150,11 +150,16 @@ async def list_jobs(
     created_before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: str | None = None,
+    latest_per_trigger: Annotated[
+        bool,
+        Query(description="Only each trigger's newest job among those the other filters admit"),
+    ] = False,
 ) -> Page[JobRead]:
     """Jobs, newest first (at most 500 per page)."""
     return await jobs_page(
-        request, JobKind.aggregation, status_, trigger, created_after, created_before, limit, cursor
-    )
+        request, JobKind.aggregation, status_, trigger, created_after, created_before, limit,
+        cursor, latest_per_trigger=latest_per_trigger,
+    )  # fmt: skip
 
 
 async def jobs_page(
@@ -166,6 +171,8 @@ async def jobs_page(
     created_before: datetime | None,
     limit: int,
     cursor: str | None,
+    *,
+    latest_per_trigger: bool = False,
 ) -> Page[JobRead]:
     after = None
     if cursor:
@@ -181,6 +188,7 @@ async def jobs_page(
             created_after=created_after,
             created_before=created_before,
             kind=kind,
+            latest_per_trigger=latest_per_trigger,
         )
         page = list(jobs[:limit])
         results = await repo.period_results_by_job([job.id for job in page])

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dbsize.aggregation.schemas import PeriodResult
@@ -196,7 +196,10 @@ class JobRepository:
         created_after: datetime | None,
         created_before: datetime | None,
         kind: str = JobKind.aggregation,
+        latest_per_trigger: bool = False,
     ) -> Sequence[AggregationJob]:
+        """A page of jobs, newest first. ``latest_per_trigger``: only each trigger's newest job
+        among those the filters admit (a dashboard's "last job per trigger" in one query)."""
         query = (
             select(AggregationJob)
             .where(AggregationJob.kind == kind)
@@ -211,9 +214,23 @@ class JobRepository:
                     and_(AggregationJob.created_at == created, AggregationJob.id < id_),
                 )
             )
+        filters = [*_created_and_trigger(trigger, created_after, created_before)]
         if status:
-            query = query.where(AggregationJob.status == status)
-        query = query.where(*_created_and_trigger(trigger, created_after, created_before))
+            filters.append(AggregationJob.status == status)
+        if latest_per_trigger:
+            newest = (
+                select(AggregationJob.id)
+                .where(AggregationJob.kind == kind, *filters)
+                .ext(distinct_on(AggregationJob.trigger))
+                .order_by(
+                    AggregationJob.trigger,
+                    AggregationJob.created_at.desc(),
+                    AggregationJob.id.desc(),
+                )
+            )
+            query = query.where(AggregationJob.id.in_(newest))
+        else:
+            query = query.where(*filters)
         return (await self.session.execute(query)).scalars().all()
 
     async def count_by_status(

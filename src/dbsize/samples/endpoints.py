@@ -34,8 +34,9 @@ class UnsupportedMediaType(DbsizeError):
     status, title, type_slug = 415, "Unsupported media type", "unsupported-media-type"
 
 
-def clock() -> datetime:
-    """The current instant. A dependency so tests can pin "today"."""
+async def clock() -> datetime:
+    """The current instant. A dependency so tests can pin "today" (a coroutine: FastAPI runs
+    a synchronous dependency in a worker thread)."""
     return datetime.now(UTC)
 
 

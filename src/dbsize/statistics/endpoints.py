@@ -47,6 +47,8 @@ from dbsize.statistics.schemas import (
     GrowthMeasure,
     InstanceSeries,
     InstanceStatistics,
+    InstanceTotals,
+    SeriesInclude,
     StatisticsLevel,
     TopGrowers,
 )
@@ -113,14 +115,20 @@ class _Reader:
         return await _conditional(self.if_none_match, tag, build)
 
 
-Reader = Annotated[_Reader, Depends()]
+async def _reader(request: Request, session: Session, if_none_match: IfNoneMatch = None) -> _Reader:
+    # A coroutine, not the class itself: FastAPI runs a synchronous dependency (a class's
+    # __init__) in a worker thread, a thread hop per request (~6 % of a list's CPU).
+    return _Reader(request, session, if_none_match)
+
+
+Reader = Annotated[_Reader, Depends(_reader)]
 
 
 @router.get(
     "/v1/statistics/databases",
     response_model=Page[DatabaseStatistics],
     responses={**NOT_MODIFIED, **problems(422)},
-    dependencies=[requires(Scope.read)],
+    dependencies=[requires(Scope.read, in_request_session=True)],
 )
 async def list_database_statistics(
     read: Reader,
@@ -154,7 +162,7 @@ async def list_database_statistics(
     "/v1/statistics/instances",
     response_model=Page[InstanceStatistics],
     responses={**NOT_MODIFIED, **problems(422)},
-    dependencies=[requires(Scope.read)],
+    dependencies=[requires(Scope.read, in_request_session=True)],
 )
 async def list_instance_statistics(read: Reader, params: ListParams) -> Response:
     """Statistics rows of instances (their databases summed per day), `limit` at most 500 per
@@ -169,10 +177,49 @@ async def list_instance_statistics(read: Reader, params: ListParams) -> Response
 
 
 @router.get(
+    "/v1/statistics/instances/totals",
+    response_model=InstanceTotals,
+    responses={**NOT_MODIFIED, **problems(422)},
+    dependencies=[requires(Scope.read, in_request_session=True)],
+)
+async def instance_statistics_totals(
+    read: Reader,
+    period_type: PeriodTypeQuery,
+    instance_ids: InstanceIds = [],  # noqa: B006
+    db_type: DbType | None = None,
+    environment: Annotated[str | None, Query(max_length=64)] = None,
+    instance_name_contains: InstanceNameContains = None,
+    start: Start = None,
+    end: End = None,
+    complete: Annotated[
+        bool | None, Query(description="Only complete (or incomplete) periods")
+    ] = None,
+    latest: Annotated[
+        bool, Query(description="Only the latest period (in scope) of each instance")
+    ] = False,
+) -> Response:
+    """Sums over the rows `/v1/statistics/instances` lists with these filters (all pages): row
+    and instance counts, the newest period, and the sums of `avg_size_mb`, `size_change_mb`
+    and `max_database_count` (the dashboard's fleet totals, in one small answer)."""
+    flt = statistics_filter(
+        period_type,
+        instance_ids,
+        db_type,
+        environment,
+        instance_name_contains=instance_name_contains,
+        start=start,
+        end=end,
+        complete=complete,
+        latest=latest,
+    )
+    return await read.answer((period_type,), lambda: read.service.instance_totals(flt))
+
+
+@router.get(
     "/v1/instances/{instance_id}/statistics",
     response_model=InstanceSeries,
     responses={**NOT_MODIFIED, **problems(404, 422)},
-    dependencies=[requires(Scope.read)],
+    dependencies=[requires(Scope.read, in_request_session=True)],
 )
 async def instance_statistics(
     read: Reader,
@@ -181,16 +228,21 @@ async def instance_statistics(
     start: Start = None,
     end: End = None,
     include: Annotated[
-        str | None, Query(pattern="^databases$", description="`databases`: each database's series")
+        SeriesInclude | None,
+        Query(
+            description=(
+                "`databases`: each database's series (full rows); `database_sizes`: each "
+                "database's series in chart form (period starts and average sizes) and its "
+                "newest row"
+            )
+        ),
     ] = None,
 ) -> Response:
     """An instance's series, oldest first; a period without samples is absent."""
     await read.service.require_instance(instance_id)
     return await read.answer(
         (period_type,),
-        lambda: read.service.instance_series(
-            instance_id, period_type, start, end, include_databases=include == "databases"
-        ),
+        lambda: read.service.instance_series(instance_id, period_type, start, end, include=include),
     )
 
 
@@ -198,7 +250,7 @@ async def instance_statistics(
     "/v1/instances/{instance_id}/databases/{database_name}/statistics",
     response_model=DatabaseStatisticsSeries,
     responses={**NOT_MODIFIED, **problems(404, 422)},
-    dependencies=[requires(Scope.read)],
+    dependencies=[requires(Scope.read, in_request_session=True)],
 )
 async def database_statistics(
     read: Reader,
@@ -220,7 +272,7 @@ async def database_statistics(
     "/v1/statistics/top",
     response_model=TopGrowers,
     responses={**NOT_MODIFIED, **problems(422)},
-    dependencies=[requires(Scope.read)],
+    dependencies=[requires(Scope.read, in_request_session=True)],
 )
 async def top_growers(
     read: Reader,
@@ -255,7 +307,7 @@ async def top_growers(
     "/v1/forecast",
     response_model=Forecast,
     responses={**NOT_MODIFIED, **problems(422)},
-    dependencies=[requires(Scope.read)],
+    dependencies=[requires(Scope.read, in_request_session=True)],
 )
 async def forecast(
     read: Reader,
@@ -307,7 +359,7 @@ async def forecast(
     "/v1/freshness",
     response_model=Freshness,
     responses={**NOT_MODIFIED, **problems()},
-    dependencies=[requires(Scope.read)],
+    dependencies=[requires(Scope.read, in_request_session=True)],
 )
 async def freshness(read: Reader) -> Response:
     """Is the data fresh: per period type the newest complete period and when it was computed,

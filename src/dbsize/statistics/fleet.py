@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dbsize.db import set_local
+from dbsize.db import core_execute, set_local
 from dbsize.statistics.forecast import MIN_POINTS
 from dbsize.statistics.kept import keep
 from dbsize.statistics.schemas import StatisticsLevel
@@ -58,6 +58,18 @@ FIT_COLUMNS = (
 # One filler of forecast_fits at a time: a second request for the same version waits, then
 # finds it (pg_advisory_xact_lock: released when the filling request's transaction commits).
 _FITS_LOCK = 7_300_013
+_RANKS_LOCK = 7_300_016
+
+# The ranking's order of the statuses (``rank`` in forecast_ranks and the rank statement).
+STATUS_RANKS = {
+    "exceeded": 0,
+    "ok": 1,
+    "beyond_horizon": 2,
+    "stale": 3,
+    "not_growing": 4,
+    "insufficient_data": 5,
+    "no_threshold": 6,
+}
 
 
 def _fits_sql(level: StatisticsLevel, *, filter_ids: bool) -> str:
@@ -107,27 +119,31 @@ def _fits_sql(level: StatisticsLevel, *, filter_ids: bool) -> str:
     """
 
 
-def _rank_sql(level: StatisticsLevel, fits: str, *, kept: bool, after: bool) -> str:
-    """Every key's status and days (``forecast.classify`` in SQL: the same float arithmetic,
-    so the same answers), the counts per status, and one page in the ranking's order:
-    ``exceeded``, ``ok`` and ``beyond_horizon`` soonest first, then the other statuses; ties by
-    instance and database name (byte order, as the cursor compares them).
+_RANK_OF_STATUS = (
+    "CASE {s}.status "
+    + " ".join(f"WHEN '{status}' THEN {rank}" for status, rank in STATUS_RANKS.items())
+    + " END"
+)
+_DAYS_KEY = """
+    CASE WHEN {s}.status IN ('ok', 'beyond_horizon') THEN {s}.days
+         ELSE 'Infinity'::float8 END"""
 
-    ``scored`` is narrow (key, status, days): 20,000 wide rows spilled the CTE to disk. The
-    page's rows then take their fits by key: index probes into ``forecast_fits`` when the fits
-    are ``kept`` (the CTE is inlined), the materialized fits of a few instances otherwise."""
+# The key filters of a forecast (on the joined instance ``i`` and the row's database name).
+_KEY_FILTERS = """
+      AND (CAST(:db_type AS varchar) IS NULL OR i.db_type = :db_type)
+      AND (CAST(:environment AS varchar) IS NULL OR i.environment = :environment)
+      AND (CAST(:instance_name_contains AS varchar) IS NULL
+           OR i.name ILIKE :instance_name_contains ESCAPE '\\')
+      AND (CAST(:database_name_contains AS varchar) IS NULL
+           OR {name} ILIKE :database_name_contains ESCAPE '\\')"""
+
+
+def _scored_sql(level: StatisticsLevel, *, key_filters: bool) -> str:
+    """Every active key of ``fits`` with its threshold, status and days (``forecast.classify``
+    in SQL: the same float arithmetic, so the same answers)."""
     spec = _LEVELS[level]
-    keyset = (
-        'AND (r.rank, r.days_key, r.instance_id, r.database_name COLLATE "C") > '
-        "(CAST(:after_rank AS integer), CAST(:after_days AS float8), "
-        'CAST(:after_id AS integer), CAST(:after_name AS varchar) COLLATE "C")'
-        if after
-        else ""
-    )
-    materialized = "NOT MATERIALIZED" if kept else "MATERIALIZED"
+    filters = _KEY_FILTERS.format(name="f.database_name") if key_filters else ""
     return f"""
-        WITH fits AS {materialized} ({fits}),
-        scored AS MATERIALIZED (
             SELECT f.instance_id, f.database_name, t.threshold_mb,
                    CASE
                        WHEN f.last_sample_date IS NULL
@@ -160,32 +176,58 @@ def _rank_sql(level: StatisticsLevel, fits: str, *, kept: bool, after: bool) -> 
                         END
                 END AS days
             ) d
-            WHERE i.is_active
-              AND (CAST(:db_type AS varchar) IS NULL OR i.db_type = :db_type)
-              AND (CAST(:environment AS varchar) IS NULL OR i.environment = :environment)
-              AND (CAST(:instance_name_contains AS varchar) IS NULL
-                   OR i.name ILIKE :instance_name_contains ESCAPE '\\')
-              AND (CAST(:database_name_contains AS varchar) IS NULL
-                   OR f.database_name ILIKE :database_name_contains ESCAPE '\\')
+            WHERE i.is_active {filters}"""
+
+
+def _rank_sql(level: StatisticsLevel, fits: str, *, kept: bool, after: bool, ranks: bool) -> str:
+    """The counts per status and one page in the ranking's order: ``exceeded``, ``ok`` and
+    ``beyond_horizon`` soonest first, then the other statuses; ties by instance and database
+    name (byte order, as the cursor compares them).
+
+    ``ranks``: every key's status, days and rank come from ``forecast_ranks`` (kept per
+    version, :meth:`FleetRepository.ensure_ranks`); the key filters apply to them and the
+    page is a walk of their index in rank order. Otherwise ``scored`` computes them, narrow
+    (key, status, days): 20,000 wide rows spilled the CTE to disk. The page's rows then take
+    their fits by key: index probes into ``forecast_fits`` when the fits are ``kept`` (the
+    CTE is inlined), the materialized fits of a few instances otherwise."""
+    keyset = (
+        'AND (r.rank, r.days_key, r.instance_id, r.database_name COLLATE "C") > '
+        "(CAST(:after_rank AS integer), CAST(:after_days AS float8), "
+        'CAST(:after_id AS integer), CAST(:after_name AS varchar) COLLATE "C")'
+        if after
+        else ""
+    )
+    materialized = "NOT MATERIALIZED" if kept else "MATERIALIZED"
+    if ranks:
+        ranked = f"""
+        ranked AS NOT MATERIALIZED (
+            SELECT r.instance_id, r.database_name, r.threshold_mb, r.status, r.days, r.rank,
+                   r.days_key
+            FROM forecast_ranks r JOIN instances i ON i.id = r.instance_id
+            WHERE r.version = CAST(:ranks_version AS varchar)
+            {_KEY_FILTERS.format(name="r.database_name")}
+        ),"""
+        statuses = "r.rank = ANY(CAST(:status_ranks AS integer[]))"
+    else:
+        ranked = f"""
+        scored AS MATERIALIZED ({_scored_sql(level, key_filters=True)}
         ),
         ranked AS (
-            SELECT s.*,
-                   CASE s.status WHEN 'exceeded' THEN 0 WHEN 'ok' THEN 1
-                       WHEN 'beyond_horizon' THEN 2 WHEN 'stale' THEN 3 WHEN 'not_growing' THEN 4
-                       WHEN 'insufficient_data' THEN 5 ELSE 6 END AS rank,
-                   CASE WHEN s.status IN ('ok', 'beyond_horizon') THEN s.days
-                        ELSE 'Infinity'::float8 END AS days_key
+            SELECT s.*, {_RANK_OF_STATUS.format(s="s")} AS rank,
+                   {_DAYS_KEY.format(s="s")} AS days_key
             FROM scored s
-        ),
+        ),"""
+        statuses = "r.status = ANY(CAST(:statuses AS varchar[]))"
+    return f"""
+        WITH fits AS {materialized} ({fits}),{ranked}
         counts AS (
             SELECT coalesce(json_object_agg(status, n), '{{}}') AS counts
-            FROM (SELECT status, count(*) AS n FROM scored GROUP BY status) c
+            FROM (SELECT status, count(*) AS n FROM ranked GROUP BY status) c
         ),
         page AS (
             SELECT r.*
             FROM ranked r
-            WHERE (cardinality(CAST(:statuses AS varchar[])) = 0
-                   OR r.status = ANY(CAST(:statuses AS varchar[])))
+            WHERE (cardinality(CAST(:statuses AS varchar[])) = 0 OR {statuses})
               {keyset}
             ORDER BY r.rank, r.days_key, r.instance_id, r.database_name COLLATE "C"
             LIMIT CAST(:limit AS integer)
@@ -262,6 +304,38 @@ class FleetRepository:
             params={"today": today, "window_days": window_days},
         )
 
+    async def ensure_ranks(self, scope: ForecastScope, *, fits_version: str, version: str) -> bool:
+        """Make ``forecast_ranks`` hold every active key's threshold, status, days and rank
+        from the fits kept under ``fits_version``, under ``version`` (``statistics.kept``; it
+        names the fits, the thresholds' and instances' versions, the threshold, the horizon
+        and the stale date). The key filters are not applied here: they apply when reading."""
+        fits = (
+            f"SELECT instance_id, database_name, {FIT_COLUMNS} FROM forecast_fits "
+            "WHERE version = CAST(:fits_version AS varchar)"
+        )
+        return await keep(
+            self.session,
+            rows="forecast_ranks",
+            versions="forecast_rank_versions",
+            lock=_RANKS_LOCK,
+            version=version,
+            fill=f"""
+                INSERT INTO forecast_ranks (version, instance_id, database_name, threshold_mb,
+                                            status, days, rank, days_key)
+                SELECT CAST(:v AS varchar), s.instance_id, s.database_name, s.threshold_mb,
+                       s.status, s.days, {_RANK_OF_STATUS.format(s="s")},
+                       {_DAYS_KEY.format(s="s")}
+                FROM (WITH fits AS NOT MATERIALIZED ({fits})
+                      {_scored_sql(scope.level, key_filters=False)}) s
+            """,
+            params={
+                "fits_version": fits_version,
+                "threshold": scope.threshold_mb,
+                "horizon_days": scope.horizon_days,
+                "stale_before": scope.stale_before,
+            },
+        )
+
     async def forecast_page(
         self,
         scope: ForecastScope,
@@ -269,10 +343,12 @@ class FleetRepository:
         fits_version: str | None,
         after: ForecastAfter | None,
         limit: int,
+        ranks_version: str | None = None,
     ) -> tuple[dict[str, int], list[dict[str, Any]]]:
         """The counts per status over ``scope`` (statuses aside) and up to ``limit`` ranked rows
         of it after ``after``. ``fits_version``: read the fits kept under it (see
-        :meth:`ensure_fits`); None: fit ``scope.instance_ids`` now."""
+        :meth:`ensure_fits`); None: fit ``scope.instance_ids`` now. ``ranks_version``: read
+        the statuses and ranks kept under it (:meth:`ensure_ranks`, over the same fits)."""
         if fits_version is not None:
             fits = (
                 f"SELECT instance_id, database_name, {FIT_COLUMNS} FROM forecast_fits "
@@ -306,8 +382,18 @@ class FleetRepository:
             del params["instance_ids"], params["today"], params["window_days"]
         else:
             del params["fits_version"]
-        sql = _rank_sql(scope.level, fits, kept=fits_version is not None, after=after is not None)
-        rows = (await self.session.execute(text(sql), params)).mappings().all()
+        if ranks_version is not None:
+            del params["threshold"], params["horizon_days"], params["stale_before"]
+            params["ranks_version"] = ranks_version
+            params["status_ranks"] = [STATUS_RANKS[s] for s in scope.statuses]
+        sql = _rank_sql(
+            scope.level,
+            fits,
+            kept=fits_version is not None,
+            after=after is not None,
+            ranks=ranks_version is not None,
+        )
+        rows = (await core_execute(self.session, text(sql), params)).mappings().all()
         counts = rows[0]["counts"] if rows else {}
         if isinstance(counts, str):
             counts = json.loads(counts)
@@ -337,7 +423,7 @@ class FleetRepository:
             ORDER BY p.ord
             """
         )
-        return [dict(row) for row in (await self.session.execute(query)).mappings()]
+        return [dict(row) for row in (await core_execute(self.session, query)).mappings()]
 
     async def last_succeeded_jobs(self) -> list[dict[str, Any]]:
         query = text(
@@ -348,7 +434,7 @@ class FleetRepository:
             ORDER BY trigger, finished_at DESC
             """
         )
-        return [dict(row) for row in (await self.session.execute(query)).mappings()]
+        return [dict(row) for row in (await core_execute(self.session, query)).mappings()]
 
     async def stale_instances(self, stale_before: date) -> list[dict[str, Any]]:
         """Active instances whose newest sample (aggregated, or ingested and still pending) is
@@ -369,7 +455,7 @@ class FleetRepository:
             ORDER BY greatest(a.last_sample_date, c.last_date) NULLS FIRST, i.id
             """
         )
-        rows = await self.session.execute(query, {"stale_before": stale_before})
+        rows = await core_execute(self.session, query, {"stale_before": stale_before})
         return [dict(row) for row in rows.mappings()]
 
     async def pending_changes(self) -> dict[str, Any]:
@@ -377,4 +463,4 @@ class FleetRepository:
             "SELECT count(*) AS changes, count(DISTINCT instance_id) AS instances, "
             "min(recorded_at) AS oldest_recorded_at FROM sample_changes"
         )
-        return dict((await self.session.execute(query)).mappings().one())
+        return dict((await core_execute(self.session, query)).mappings().one())

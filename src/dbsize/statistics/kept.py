@@ -1,14 +1,16 @@
 """Results kept under a version of the data they come from: the forecast's fitted lines
-(``forecast_fits``) and each database's newest period (``latest_database_periods``).
+(``forecast_fits``) and the fleet's ranking by them (``forecast_ranks``), each database's
+newest period (``latest_database_periods``) and each database's rank in a period by a growth
+measure (``top_database_ranks``).
 
 The first request that needs a version computes it (one ``INSERT ... SELECT``) under an
 advisory lock, so concurrent requests wait for that one instead of each computing it, and
 records it in the versions table; later requests of that version only read. A version names
-everything its rows depend on (for both: the statistics' version the ETag uses), so a kept
+everything its rows depend on (for each, the statistics' version the ETag uses), so a kept
 row is never stale, only unused. Versions other than the current one are deleted once they
 are ten minutes old, not at once: a request that found its version a moment ago may still be
-reading it. The tables are UNLOGGED (migrations 0013, 0014): after a crash they are empty and
-the next request fills them again.
+reading it. The tables are UNLOGGED (migrations 0013-0016): after a crash they are
+empty and the next request fills them again.
 """
 
 from __future__ import annotations

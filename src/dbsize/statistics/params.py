@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
@@ -56,41 +57,49 @@ def statistics_filter(
     )
 
 
+@dataclass(frozen=True)
 class _ListParams:
     """The filters, sort and page of both statistics lists."""
 
-    def __init__(
-        self,
-        period_type: PeriodTypeQuery,
-        instance_ids: InstanceIds = [],  # noqa: B006 (FastAPI copies defaults)
-        db_type: DbType | None = None,
-        environment: Annotated[str | None, Query(max_length=64)] = None,
-        instance_name_contains: InstanceNameContains = None,
-        start: Start = None,
-        end: End = None,
-        complete: Annotated[
-            bool | None, Query(description="Only complete (or incomplete) periods")
-        ] = None,
-        latest: Annotated[
-            bool, Query(description="Only the latest period (in scope) of each key")
-        ] = False,
-        sort: SortField = SortField.period_start,
-        order: SortOrder = SortOrder.desc,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-        cursor: Annotated[str | None, Query(max_length=2048)] = None,
-    ) -> None:
-        self.filter = statistics_filter(
-            period_type,
-            instance_ids,
-            db_type,
-            environment,
-            instance_name_contains=instance_name_contains,
-            start=start,
-            end=end,
-            complete=complete,
-            latest=latest,
-        )
-        self.sort, self.order, self.limit, self.cursor = sort, order, limit, cursor
+    filter: StatisticsFilter
+    sort: SortField
+    order: SortOrder
+    limit: int
+    cursor: str | None
 
 
-ListParams = Annotated[_ListParams, Depends()]
+async def _list_params(
+    period_type: PeriodTypeQuery,
+    instance_ids: InstanceIds = [],  # noqa: B006 (FastAPI copies defaults)
+    db_type: DbType | None = None,
+    environment: Annotated[str | None, Query(max_length=64)] = None,
+    instance_name_contains: InstanceNameContains = None,
+    start: Start = None,
+    end: End = None,
+    complete: Annotated[
+        bool | None, Query(description="Only complete (or incomplete) periods")
+    ] = None,
+    latest: Annotated[
+        bool, Query(description="Only the latest period (in scope) of each key")
+    ] = False,
+    sort: SortField = SortField.period_start,
+    order: SortOrder = SortOrder.desc,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> _ListParams:
+    # A coroutine: FastAPI runs a synchronous dependency (such as a class) in a worker thread.
+    flt = statistics_filter(
+        period_type,
+        instance_ids,
+        db_type,
+        environment,
+        instance_name_contains=instance_name_contains,
+        start=start,
+        end=end,
+        complete=complete,
+        latest=latest,
+    )
+    return _ListParams(flt, sort, order, limit, cursor)
+
+
+ListParams = Annotated[_ListParams, Depends(_list_params)]

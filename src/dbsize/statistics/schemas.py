@@ -37,6 +37,13 @@ class SortOrder(StrEnum):
     desc = "desc"
 
 
+class SeriesInclude(StrEnum):
+    """What an instance's series carries besides its own rows."""
+
+    databases = "databases"
+    database_sizes = "database_sizes"
+
+
 class GrowthMeasure(StrEnum):
     size_change_mb = "size_change_mb"
     size_change_percent = "size_change_percent"
@@ -130,9 +137,34 @@ class InstanceStatistics(_Row):
     trend: str = Field(examples=["growing"], description="growing, shrinking or stable")
 
 
+class InstanceTotals(BaseModel):
+    """Sums over the rows `GET /v1/statistics/instances` lists with the same filters (every
+    page): e.g. with `latest=true`, the fleet's size as of each instance's newest period."""
+
+    period_type: PeriodType
+    rows: int = Field(description="How many rows the list has.")
+    instances: int = Field(description="How many instances they belong to.")
+    newest_period_start: date | None
+    avg_size_mb: JsonDecimal | None = Field(description="Sum of the rows' averages.")
+    size_change_mb: JsonDecimal | None = Field(
+        description="Sum of the rows' changes (rows without a previous period add nothing)."
+    )
+    max_database_count: int = Field(description="Sum of the rows' largest database counts.")
+
+
 class DatabaseSeries(BaseModel):
     database_name: str
     series: list[DatabaseStatistics]
+
+
+class DatabaseSizes(BaseModel):
+    """One database's series in chart form (`include=database_sizes`): its periods' starts and
+    average sizes, oldest first (two equal-length columns), and its newest period's row."""
+
+    database_name: str
+    period_start: list[date]
+    avg_size_mb: list[float]
+    latest: DatabaseStatistics
 
 
 class InstanceSeries(BaseModel):
@@ -144,6 +176,13 @@ class InstanceSeries(BaseModel):
     series: list[InstanceStatistics]
     databases: list[DatabaseSeries] | None = Field(
         default=None, description="Each database's series, with `include=databases`."
+    )
+    database_sizes: list[DatabaseSizes] | None = Field(
+        default=None,
+        description=(
+            "Each database's series in chart form, with `include=database_sizes`: with a year "
+            "of daily rows of 20 databases the answer is 0.37 MB instead of 5.5 MB."
+        ),
     )
 
 

@@ -30,6 +30,7 @@ from dbsize.statistics.repository import (
 from dbsize.statistics.schemas import (
     DatabaseCapacity,
     DatabaseSeries,
+    DatabaseSizes,
     DatabaseStatistics,
     DatabaseStatisticsSeries,
     Forecast,
@@ -38,9 +39,11 @@ from dbsize.statistics.schemas import (
     GrowthMeasure,
     InstanceSeries,
     InstanceStatistics,
+    InstanceTotals,
     LastJob,
     PendingChanges,
     PeriodFreshness,
+    SeriesInclude,
     SortField,
     SortOrder,
     StaleInstance,
@@ -48,6 +51,7 @@ from dbsize.statistics.schemas import (
     TopGrower,
     TopGrowers,
 )
+from dbsize.statistics.top import TopRepository
 
 # The forecast reads the daily window and the quarterly rows (every key ever seen).
 FORECAST_PERIOD_TYPES = (PeriodType.daily, PeriodType.quarterly)
@@ -57,6 +61,7 @@ FORECAST_PERIOD_TYPES = (PeriodType.daily, PeriodType.quarterly)
 # 20 databases is 7,665 rows, and validating them one model_validate at a time took ~4x longer.
 _DATABASE_ROWS = TypeAdapter(list[DatabaseStatistics])
 _INSTANCE_ROWS = TypeAdapter(list[InstanceStatistics])
+_DATABASE_SIZES = TypeAdapter(list[DatabaseSizes])
 
 
 def version_tag(*parts: Any) -> str:
@@ -157,6 +162,7 @@ class StatisticsService:
     def __init__(self, session: AsyncSession, *, today: date, stale_after_days: int) -> None:
         self.session = session
         self.repository = StatisticsRepository(session)
+        self.top_growers = TopRepository(session)
         self.fleet = FleetRepository(session)
         self.capacities = CapacityRepository(session)
         self.today = today
@@ -164,6 +170,9 @@ class StatisticsService:
         # The statistics' versions read for this request's ETag, by period types: the
         # forecast's kept fits are keyed on the same version.
         self.statistics_versions: dict[tuple[PeriodType, ...], tuple[Any, ...]] = {}
+        # The instances' and capacities' versions read for a forecast's ETag: its kept
+        # ranking is keyed on them too.
+        self.forecast_others: tuple[Any, ...] | None = None
 
     async def require_instance(self, instance_id: int) -> str:
         name = await self.repository.instance_name(instance_id)
@@ -176,8 +185,18 @@ class StatisticsService:
     ) -> str:
         statistics, others = await self.repository.versions(period_types, capacities=forecast)
         self.statistics_versions[period_types] = statistics
+        if forecast:
+            self.forecast_others = others
         extra = (self.today,) if forecast else ()
         return version_tag(request_key, statistics, others, *extra)
+
+    async def _forecast_others(self) -> tuple[Any, ...]:
+        """The instances' and capacities' versions (read once per request: the ETag's)."""
+        if self.forecast_others is None:
+            _, self.forecast_others = await self.repository.versions(
+                FORECAST_PERIOD_TYPES, capacities=True
+            )
+        return self.forecast_others
 
     async def _statistics(self, *period_types: PeriodType) -> tuple[Any, ...]:
         """The statistics' version of these period types (read once per request: the ETag's)."""
@@ -215,6 +234,10 @@ class StatisticsService:
         next_cursor = _cursor_of(rows[limit - 1], level, sort) if len(rows) > limit else None
         return Page(items=items, next_cursor=next_cursor, limit=limit)
 
+    async def instance_totals(self, flt: StatisticsFilter) -> InstanceTotals:
+        row = await self.repository.instance_totals(flt)
+        return InstanceTotals.model_validate({"period_type": flt.period_type, **row})
+
     async def instance_series(
         self,
         instance_id: int,
@@ -222,24 +245,35 @@ class StatisticsService:
         start: date | None,
         end: date | None,
         *,
-        include_databases: bool,
+        include: SeriesInclude | None = None,
     ) -> InstanceSeries:
         name = await self.require_instance(instance_id)
         rows = await self.repository.instance_series(instance_id, period_type, start, end)
         databases: list[DatabaseSeries] | None = None
-        if include_databases:
+        sizes: list[DatabaseSizes] | None = None
+        if include is SeriesInclude.databases:
             databases = []
             points = await self.repository.database_series(instance_id, period_type, start, end)
             for point in _DATABASE_ROWS.validate_python(points):
                 if not databases or databases[-1].database_name != point.database_name:
                     databases.append(DatabaseSeries(database_name=point.database_name, series=[]))
                 databases[-1].series.append(point)
+        elif include is SeriesInclude.database_sizes:
+            columns = await self.repository.database_sizes(instance_id, period_type, start, end)
+            newest = await self.repository.newest_database_rows(
+                instance_id, period_type, start, end
+            )
+            latest = dict(zip((r["database_name"] for r in newest), newest, strict=True))
+            sizes = _DATABASE_SIZES.validate_python(
+                [{**c, "latest": latest[c["database_name"]]} for c in columns]
+            )
         return InstanceSeries(
             instance_id=instance_id,
             instance_name=name,
             period_type=period_type,
             series=_INSTANCE_ROWS.validate_python(rows),
             databases=databases,
+            database_sizes=sizes,
         )
 
     async def database_series(
@@ -274,16 +308,24 @@ class StatisticsService:
         if level is StatisticsLevel.instance and flt.database_name_contains:
             raise InvalidInput("database_name_contains applies to the database level only")
         complete = flt.complete is True
-        newest = await self.repository.newest_period(flt.period_type, complete=complete)
+        newest = await self.top_growers.newest_period(flt.period_type, complete=complete)
         items: list[TopGrower] = []
         if newest is not None:
-            rows = await self.repository.top(
+            ranks = None
+            # The database level walks kept ranks (20,000 rows a period); chosen instances
+            # are few rows, read directly (walking the ranks could pass most of them).
+            if level is StatisticsLevel.database and not flt.instance_ids:
+                data = await self._statistics(flt.period_type)
+                ranks = version_tag("top", flt.period_type, newest, complete, by, data)
+                await self.top_growers.keep_ranks(flt, period_start=newest, by=by, version=ranks)
+            rows = await self.top_growers.top(
                 level,
                 flt,
                 period_start=newest,
                 previous_start=previous_period_start(flt.period_type, newest),
                 by=by,
                 n=n,
+                ranks_version=ranks,
             )
             items = [
                 TopGrower.model_validate({"database_name": None, "growth_mb_per_day": None, **row})
@@ -313,16 +355,31 @@ class StatisticsService:
             database_name_contains=query.database_name_contains,
             statuses=tuple(s.value for s in query.statuses),
         )
-        fits_version = None
+        fits_version = ranks_version = None
         if not query.instance_ids:
             data = await self._statistics(*FORECAST_PERIOD_TYPES)
             fits_version = version_tag("fits", query.level, query.window_days, self.today, data)
             await self.fleet.ensure_fits(
                 query.level, version=fits_version, today=self.today, window_days=query.window_days
             )
+            # The statuses and ranks depend on the fits, the thresholds (capacities, instances'
+            # capacities and activity: the ETag's other versions), threshold, horizon and day.
+            ranks_version = version_tag(
+                "ranks",
+                fits_version,
+                await self._forecast_others(),
+                query.threshold_mb,
+                query.horizon_days,
+                scope.stale_before,
+            )
+            await self.fleet.ensure_ranks(scope, fits_version=fits_version, version=ranks_version)
         after = _forecast_after(cursor) if cursor else None
         counts, rows = await self.fleet.forecast_page(
-            scope, fits_version=fits_version, after=after, limit=limit + 1
+            scope,
+            fits_version=fits_version,
+            after=after,
+            limit=limit + 1,
+            ranks_version=ranks_version,
         )
         page = [self._forecast_row(row, query.horizon_days, scope.stale_before) for row in rows]
         next_cursor = None
