@@ -215,6 +215,30 @@ class TestCompletion:
             PeriodType.quarterly: (1, 1),
         }
 
+    async def test_a_database_silent_on_the_months_last_day_is_completed_with_the_appends(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """The month's and quarter's last night appends one day to the stored rows; a database
+        of the same instance without a sample that day keeps its row, which must still become
+        complete with the period (the appends write only the rows that got a sample)."""
+        month = [
+            Sample(1, name, date(2025, 3, d), Decimal(d + offset))
+            for d in range(24, 31)
+            for name, offset in (("alpha", 0), ("beta", 100))
+        ]
+        last_day = [Sample(1, "alpha", date(2025, 3, 31), Decimal(31))]
+        async with sessionmaker() as session, session.begin():
+            await create_instances(session, [1])
+        await _post(sessionmaker, month)
+        await run_incremental(sessionmaker, [1], today=date(2025, 3, 31))
+        await _post(sessionmaker, last_day)
+
+        results = await run_incremental(sessionmaker, [1], today=date(2025, 4, 1))
+        await _matches_reference(sessionmaker, month + last_day, date(2025, 4, 1))
+        # alpha's row appended, beta's completed; one instance row each.
+        by_type = {r.period_type: (r.database_rows, r.instance_rows) for r in results}
+        assert by_type[PeriodType.monthly] == by_type[PeriodType.quarterly] == (2, 1)
+
 
 class TestSelfRepair:
     async def test_a_failed_period_stays_pending_and_the_next_run_repairs_it(

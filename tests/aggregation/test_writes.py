@@ -4,6 +4,7 @@ Pure: no database."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -87,7 +88,8 @@ def targets_and_today(draw: st.DrawFn) -> tuple[Targets, date]:
 
 
 # The decision table, first match wins, per level: (rule, predicate, the one statement).
-# The one-day statements are followed by complete_ended when some target's period has ended.
+# The one-day statements are followed by complete_ended when the period of some target that
+# reads nothing has ended; the database appends also when a reading target's has.
 Rule = Callable[[Targets, Level], bool]
 TABLE: list[tuple[str, Rule, WriteKind | None]] = [
     ("nothing to read", lambda t, _: t.read is None, None),
@@ -102,12 +104,26 @@ TABLE: list[tuple[str, Rule, WriteKind | None]] = [
 ]
 
 
+def ended_periods(targets: Targets, today: date, *, reading: bool) -> bool:
+    """Some target that reads samples (or none) has a period that ended before ``today``:
+    target by target, without ``Targets.ended``."""
+    a = targets.arrays
+    return any(
+        periods.period_end(targets.period_type, start) < today
+        for start, first, last in zip(a["t_start"], a["t_read_from"], a["t_read_to"], strict=True)
+        if (first <= last) is reading
+    )
+
+
 def expected_kinds(targets: Targets, level: Level, today: date) -> list[WriteKind]:
     if not targets.count:
         return []
     for _, applies, kind in TABLE:
         if applies(targets, level):
-            ended = [WriteKind.complete_ended] if targets.ended(today) else []
+            unread = ended_periods(targets, today, reading=False)
+            if kind is WriteKind.appends and level is Level.database:
+                unread |= ended_periods(targets, today, reading=True)
+            ended = [WriteKind.complete_ended] if unread else []
             if kind is None:
                 return ended
             if kind is WriteKind.targets:
@@ -200,10 +216,56 @@ class TestPlanTargets:
                     write_start=day,
                     into_empty=True,
                 ),
-                # the day has ended by the next morning: rows it did not write become complete
-                Write(WriteKind.complete_ended, level, PeriodType.daily),
             ]
+        # The day has ended by the next morning, but the window wrote every row of it.
         assert plan_targets(targets, day + timedelta(1)) == tuple(expected)
+        # A target that reads nothing and has ended (a day left open by a same-day run): its
+        # rows become complete after the window.
+        same_day = replace(
+            targets,
+            count=3,
+            window=DateWindow(day - timedelta(1), day),
+            arrays={
+                "t_instance": [1, 1, 2],
+                "t_start": [day - timedelta(1), day, day],
+                "t_read_from": [date.max, day, day],
+                "t_read_to": [date.min, day, day],
+                "t_merge": [True, False, False],
+                "t_prev_target": [False, True, False],
+            },
+        )
+        assert [w.kind for w in plan_targets(same_day, day + timedelta(1))] == [
+            WriteKind.window,
+            WriteKind.complete_ended,
+        ] * 2
+
+    def test_a_month_end_appends_complete_the_database_rows_it_did_not_append_to(self) -> None:
+        day = date(2026, 6, 30)
+        month = date(2026, 6, 1)
+        targets = Targets(
+            PeriodType.monthly,
+            count=2,
+            window=DateWindow(month, day),
+            arrays={
+                "t_instance": [1, 2],
+                "t_start": [month, month],
+                "t_read_from": [day, day],
+                "t_read_to": [day, day],
+                "t_merge": [True, True],
+                "t_prev_target": [False, False],
+            },
+            read=DateWindow(day, day),
+            one_day=True,
+        )
+        # A database without a sample on the 30th keeps its row, which the month's end
+        # completes; the instance appends write each target's one instance row.
+        assert [(w.kind, w.level) for w in plan_targets(targets, day + timedelta(1))] == [
+            (WriteKind.appends, Level.database),
+            (WriteKind.complete_ended, Level.database),
+            (WriteKind.appends, Level.instance),
+        ]
+        # Mid-month nothing has ended.
+        assert [w.kind for w in plan_targets(targets, day)] == [WriteKind.appends] * 2
 
 
 class TestPlanWindow:

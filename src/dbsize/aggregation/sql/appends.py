@@ -59,8 +59,14 @@ def database_appends(period_type: PeriodType) -> str:
        AND t.period_type = '{pt}' AND t.period_start = s.period_start
        {TARGET_RANGE}
     WHEN MATCHED THEN UPDATE SET
+        -- The new average and the previous one once per row, not once per column that uses
+        -- them (OFFSET 0 keeps the planner from substituting the expressions back).
+        (avg_size_mb, size_change_mb, size_change_percent) = (
+            SELECT x.average, x.average - x.previous,
+                   {change_percent("x.average", "x.previous")}
+            FROM (SELECT {average} AS average, {previous} AS previous OFFSET 0) AS x
+        ),
         sample_count = {count},
-        avg_size_mb = {average},
         max_size_mb = greatest(t.max_size_mb, s.size_mb),
         min_size_mb = least(t.min_size_mb, s.size_mb),
         last_size_mb = s.size_mb,
@@ -73,8 +79,6 @@ def database_appends(period_type: PeriodType) -> str:
         max_log_size_mb = greatest(t.max_log_size_mb, s.log_size_mb),
         min_log_size_mb = least(t.min_log_size_mb, s.log_size_mb),
         last_sample_date = s.collected_date,
-        size_change_mb = {average} - {previous},
-        size_change_percent = {change_percent(average, previous)},
         -- the sample's day is after the stored last one; the guard is the general one's
         growth_mb_per_day = CASE WHEN s.collected_date > t.first_sample_date
             THEN round((s.size_mb - t.first_size_mb)
