@@ -99,6 +99,48 @@ class TestInstanceSeries:
         )
         assert response.status_code == 422
 
+    async def test_kept_statements_read_each_instance_and_window_in_turn(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        # The series' statements are built once per shape with their values bound at each
+        # execution: every instance and window gets its own rows, the rows the list reads.
+        windows: list[dict[str, str]] = [{}, {"start": "2026-02-01"}, {"end": "2026-02-28"}]
+        for instance_id in (fleet.orders_id, fleet.shop_id, fleet.orders_id):
+            for window in windows:
+                params = {"period_type": "monthly", **window}
+                series = await client.get(f"/v1/instances/{instance_id}/statistics", params=params)
+                listed = await client.get(
+                    "/v1/statistics/instances",
+                    params={
+                        **params,
+                        "instance_id": instance_id,
+                        "sort": "period_start",
+                        "order": "asc",
+                    },
+                )
+                assert series.status_code == listed.status_code == 200
+                assert series.json()["series"] == listed.json()["items"]
+                assert series.json()["series"], (instance_id, window)
+                for name in ("orders", "shop"):
+                    one = await client.get(
+                        f"/v1/instances/{instance_id}/databases/{name}/statistics", params=params
+                    )
+                    rows = await client.get(
+                        "/v1/statistics/databases",
+                        params={
+                            **params,
+                            "instance_id": instance_id,
+                            "database_name": name,
+                            "sort": "period_start",
+                            "order": "asc",
+                        },
+                    )
+                    assert rows.status_code == 200
+                    if rows.json()["items"]:
+                        assert one.json()["series"] == rows.json()["items"]
+                    else:
+                        assert one.status_code in (200, 404)
+
 
 class TestDatabaseSeries:
     async def test_daily_series_has_only_days_with_samples(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dbsize.db import core_execute
 from dbsize.keys.models import ApiKey
 from dbsize.keys.tokens import Scope
 
@@ -27,6 +28,24 @@ class Caller:
     scope: Scope
 
 
+# Built once: every request with a key runs it (text() parses its parameters when built).
+_AUTHENTICATE = text(
+    """
+    WITH k AS (
+        SELECT id, public_id, scope, last_used_at FROM api_keys
+        WHERE key_hash = :hash AND revoked_at IS NULL
+    ), touched AS (
+        UPDATE api_keys SET last_used_at = now() FROM k
+        WHERE api_keys.id = k.id
+          AND (k.last_used_at IS NULL
+               OR k.last_used_at < now() - make_interval(secs => :resolution))
+        RETURNING api_keys.id
+    )
+    SELECT id, public_id, scope FROM k
+    """
+)
+
+
 class KeyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -41,26 +60,9 @@ class KeyRepository:
     async def authenticate(self, key_hash: str) -> Caller | None:
         """The active key with this hash, touching its last-used time (at most once a minute),
         in one round trip."""
-        row = (
-            await self.session.execute(
-                text(
-                    """
-                    WITH k AS (
-                        SELECT id, public_id, scope, last_used_at FROM api_keys
-                        WHERE key_hash = :hash AND revoked_at IS NULL
-                    ), touched AS (
-                        UPDATE api_keys SET last_used_at = now() FROM k
-                        WHERE api_keys.id = k.id
-                          AND (k.last_used_at IS NULL
-                               OR k.last_used_at < now() - make_interval(secs => :resolution))
-                        RETURNING api_keys.id
-                    )
-                    SELECT id, public_id, scope FROM k
-                    """
-                ),
-                {"hash": key_hash, "resolution": LAST_USED_RESOLUTION_SECONDS},
-            )
-        ).one_or_none()
+        # On the session's connection, without the ORM's result machinery (a row of columns).
+        params = {"hash": key_hash, "resolution": LAST_USED_RESOLUTION_SECONDS}
+        row = (await core_execute(self.session, _AUTHENTICATE, params)).one_or_none()
         if row is None:
             return None
         return Caller(key_id=row.id, public_id=row.public_id, scope=Scope(row.scope))

@@ -7,7 +7,7 @@ pagination on (sort value, key), NULLs last in both directions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -17,6 +17,7 @@ from sqlalchemy import (
     Float,
     Select,
     and_,
+    bindparam,
     cast,
     column,
     exists,
@@ -55,6 +56,19 @@ _KEPT = table(
     column("growth_mb_per_day"),
 )
 _KEPT_LOCK = 7_300_014
+
+# Statements of a fixed shape, built once: their values are bound at execution. Building a
+# select of 30 columns and its cache key cost ~0.3 ms of CPU per statement and request; a
+# statement object that is reused keeps its cache key (SQLAlchemy memoizes it), so the
+# compiled form is found without walking the statement again.
+_STATEMENTS: dict[tuple[Any, ...], Executable] = {}
+
+
+def _statement(shape: tuple[Any, ...], build: Callable[[], Executable]) -> Executable:
+    statement = _STATEMENTS.get(shape)
+    if statement is None:
+        statement = _STATEMENTS[shape] = build()
+    return statement
 
 
 @dataclass(frozen=True)
@@ -220,19 +234,61 @@ def _keyset_condition(
     return or_(sort_col.is_(None), and_(sort_col.is_not(None), value_after))
 
 
+def _series(
+    model: type[DB] | type[INST], *, start: bool, end: bool, database_name: bool
+) -> Executable:
+    """One instance's rows of a period type (``:instance_id``, ``:period_type``), with
+    ``:start``/``:end`` and (databases) ``:database_name`` when asked, oldest first (databases:
+    by name, then oldest first)."""
+
+    def build() -> Executable:
+        conditions = [
+            model.period_type == bindparam("period_type"),
+            model.instance_id == bindparam("instance_id"),
+        ]
+        if start:
+            conditions.append(model.period_start >= bindparam("start"))
+        if end:
+            conditions.append(model.period_start <= bindparam("end"))
+        if database_name:
+            conditions.append(DB.database_name == bindparam("database_name"))
+        order = [model.period_start] if model is INST else [DB.database_name, DB.period_start]
+        return (
+            select(*model.__table__.columns, Instance.name.label("instance_name"))
+            .join(Instance, Instance.id == model.instance_id)
+            .where(*conditions)
+            .order_by(*order)
+        )
+
+    return _statement(("series", model.__tablename__, start, end, database_name), build)
+
+
+def _window_params(
+    instance_id: int, period_type: PeriodType, start: date | None, end: date | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"instance_id": instance_id, "period_type": period_type.value}
+    if start is not None:
+        params["start"] = start
+    if end is not None:
+        params["end"] = end
+    return params
+
+
 class StatisticsRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def _rows(self, query: Executable) -> list[dict[str, Any]]:
-        result = await core_execute(self.session, query)
+    async def _rows(
+        self, query: Executable, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        result = await core_execute(self.session, query, params)
         keys = tuple(result.keys())
         # dict(zip(...)) of the plain row is built in C; dict() of a RowMapping goes through
         # its Python mapping protocol (measured 2.0 against 5.7 us a row of 30 columns).
         return [dict(zip(keys, row, strict=True)) for row in result]
 
-    async def _scalar(self, query: Executable) -> Any:
-        return (await core_execute(self.session, query)).scalar()
+    async def _scalar(self, query: Executable, params: dict[str, Any] | None = None) -> Any:
+        return (await core_execute(self.session, query, params)).scalar()
 
     async def list_rows(
         self,
@@ -336,17 +392,18 @@ class StatisticsRepository:
         )
 
     async def instance_name(self, instance_id: int) -> str | None:
-        name: str | None = await self._scalar(
-            select(Instance.name).where(Instance.id == instance_id)
+        query = _statement(
+            ("instance_name",),
+            lambda: select(Instance.name).where(Instance.id == bindparam("instance_id")),
         )
+        name: str | None = await self._scalar(query, {"instance_id": instance_id})
         return name
 
     async def instance_series(
         self, instance_id: int, period_type: PeriodType, start: date | None, end: date | None
     ) -> list[dict[str, Any]]:
-        flt = StatisticsFilter(period_type, (instance_id,), start=start, end=end)
-        query = _filtered(INST, flt).order_by(INST.period_start)
-        return await self._rows(query)
+        query = _series(INST, start=start is not None, end=end is not None, database_name=False)
+        return await self._rows(query, _window_params(instance_id, period_type, start, end))
 
     async def database_series(
         self,
@@ -356,11 +413,16 @@ class StatisticsRepository:
         end: date | None,
         database_name: str | None = None,
     ) -> list[dict[str, Any]]:
-        flt = StatisticsFilter(
-            period_type, (instance_id,), start=start, end=end, database_name=database_name
+        query = _series(
+            DB,
+            start=start is not None,
+            end=end is not None,
+            database_name=database_name is not None,
         )
-        query = _filtered(DB, flt).order_by(DB.database_name, DB.period_start)
-        return await self._rows(query)
+        params = _window_params(instance_id, period_type, start, end)
+        if database_name is not None:
+            params["database_name"] = database_name
+        return await self._rows(query, params)
 
     async def database_sizes(
         self, instance_id: int, period_type: PeriodType, start: date | None, end: date | None
@@ -399,10 +461,17 @@ class StatisticsRepository:
         return await self._rows(query)
 
     async def database_known(self, instance_id: int, database_name: str) -> bool:
-        query = select(
-            exists().where(DB.instance_id == instance_id, DB.database_name == database_name)
+        query = _statement(
+            ("database_known",),
+            lambda: select(
+                exists().where(
+                    DB.instance_id == bindparam("instance_id"),
+                    DB.database_name == bindparam("database_name"),
+                )
+            ),
         )
-        return bool(await self._scalar(query))
+        params = {"instance_id": instance_id, "database_name": database_name}
+        return bool(await self._scalar(query, params))
 
     async def versions(
         self, period_types: Sequence[PeriodType], *, capacities: bool = False
@@ -416,19 +485,27 @@ class StatisticsRepository:
         A period's statistics are written by jobs, both levels in one transaction; an instance
         row is rewritten whenever its databases' sizes change, and the job's end covers what
         it does not show (a database's data or log size alone)."""
-        statistics: list[Any] = [
-            select(func.max(INST.computed_at)).where(INST.period_type == p.value).scalar_subquery()
-            for p in period_types
-        ]
-        statistics.append(select(func.max(AggregationJob.finished_at)).scalar_subquery())
-        others: list[Any] = [
-            select(func.max(Instance.updated_at)).scalar_subquery(),
-            select(func.count()).select_from(Instance).scalar_subquery(),
-        ]
-        if capacities:
-            others += [
-                select(func.max(_CAPACITIES.c.updated_at)).scalar_subquery(),
-                select(func.count()).select_from(_CAPACITIES).scalar_subquery(),
+        kinds = tuple(p.value for p in period_types)
+
+        def build() -> Executable:
+            statistics: list[Any] = [
+                select(func.max(INST.computed_at)).where(INST.period_type == p).scalar_subquery()
+                for p in kinds
             ]
-        row = tuple((await core_execute(self.session, select(*statistics, *others))).one())
-        return row[: len(statistics)], row[len(statistics) :]
+            statistics.append(select(func.max(AggregationJob.finished_at)).scalar_subquery())
+            others: list[Any] = [
+                select(func.max(Instance.updated_at)).scalar_subquery(),
+                select(func.count()).select_from(Instance).scalar_subquery(),
+            ]
+            if capacities:
+                others += [
+                    select(func.max(_CAPACITIES.c.updated_at)).scalar_subquery(),
+                    select(func.count()).select_from(_CAPACITIES).scalar_subquery(),
+                ]
+            return select(*statistics, *others)
+
+        # A fixed shape per period types: its values are constants, so the statement is kept.
+        query = _statement(("versions", kinds, capacities), build)
+        n_statistics = len(kinds) + 1
+        row = tuple((await core_execute(self.session, query)).one())
+        return row[:n_statistics], row[n_statistics:]
