@@ -132,6 +132,21 @@ class TestFilters:
         assert _keys(prefix) == [("orders_log", "2026-02-01"), ("orders_log", "2026-01-01")]
         assert _keys(contains) == [("shop", "2026-02-01"), ("shop", "2026-01-01")]
 
+    async def test_one_shape_with_other_values_reads_other_rows(
+        self, client: AsyncClient, fleet: Fleet
+    ) -> None:
+        # A first page's statement is built once per shape (which filters are given) and its
+        # values bound at each execution: the same shape with other values reads other rows.
+        for _ in range(2):
+            mysql = await _items(client, DATABASES, db_type="mysql")
+            postgresql = await _items(client, DATABASES, db_type="postgresql")
+            assert {row["database_name"] for row in mysql} == {"shop"}
+            assert {row["database_name"] for row in postgresql} == {"orders", "orders_log"}
+            shop = await _items(client, DATABASES, database_name_contains="HO")
+            log = await _items(client, DATABASES, database_name_contains="LOG")
+            assert {row["database_name"] for row in shop} == {"shop"}
+            assert {row["database_name"] for row in log} == {"orders_log"}
+
     async def test_instance_name_contains(self, client: AsyncClient, fleet: Fleet) -> None:
         databases = await _items(client, DATABASES, instance_name_contains="SHO")
         instances = await _items(client, INSTANCES, instance_name_contains="_")

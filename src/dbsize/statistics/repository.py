@@ -162,6 +162,65 @@ def _filtered(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any
     )
 
 
+def _filter_values(model: type[DB] | type[INST], flt: StatisticsFilter) -> dict[str, Any]:
+    """The filter's values by the name :func:`_bound_conditions` binds them under; which names
+    are present is the statement's shape."""
+    values: dict[str, Any] = {"period_type": flt.period_type.value}
+    if flt.instance_ids:
+        values["instance_ids"] = list(flt.instance_ids)
+    if flt.db_type is not None:
+        values["db_type"] = flt.db_type
+    if flt.environment is not None:
+        values["environment"] = flt.environment
+    if flt.instance_name_contains:
+        values["instance_name_pattern"] = "%" + _like_escaped(flt.instance_name_contains) + "%"
+    if model is DB:
+        if flt.database_name is not None:
+            values["database_name"] = flt.database_name
+        if flt.database_name_prefix:
+            values["database_name_prefix"] = _like_escaped(flt.database_name_prefix) + "%"
+        if flt.database_name_contains:
+            pattern = "%" + _like_escaped(flt.database_name_contains) + "%"
+            values["database_name_contains"] = pattern
+    if flt.start is not None:
+        values["start"] = flt.start
+    if flt.end is not None:
+        values["end"] = flt.end
+    if flt.complete is not None:
+        values["complete"] = flt.complete
+    return values
+
+
+def _bound_conditions(
+    model: type[DB] | type[INST], names: Sequence[str]
+) -> list[ColumnElement[bool]]:
+    """:func:`_conditions` with each value a named parameter (the names of
+    :func:`_filter_values`), for a statement built once per shape."""
+    conditions: dict[str, ColumnElement[bool]] = {
+        "period_type": model.period_type == bindparam("period_type"),
+        "instance_ids": model.instance_id.in_(bindparam("instance_ids", expanding=True)),
+        "db_type": Instance.db_type == bindparam("db_type"),
+        "environment": Instance.environment == bindparam("environment"),
+        "instance_name_pattern": Instance.name.ilike(
+            bindparam("instance_name_pattern"), escape="\\"
+        ),
+        "start": model.period_start >= bindparam("start"),
+        "end": model.period_start <= bindparam("end"),
+        "complete": model.is_complete == bindparam("complete"),
+    }
+    if model is DB:
+        conditions |= {
+            "database_name": DB.database_name == bindparam("database_name"),
+            "database_name_prefix": DB.database_name.like(
+                bindparam("database_name_prefix"), escape="\\"
+            ),
+            "database_name_contains": DB.database_name.ilike(
+                bindparam("database_name_contains"), escape="\\"
+            ),
+        }
+    return [conditions[name] for name in names]
+
+
 def _latest(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any]:
     """The rows in scope that are their key's newest in scope (keys' newest periods differ).
 
@@ -318,6 +377,9 @@ class StatisticsRepository:
             sort_col = columns[sort.value]
             keys = [columns[c.key] for c in _key_columns(model)]
             query = select(scope_sq)
+        elif after is None:
+            # A first page (the common read) is a statement built once per shape.
+            return await self._first_page(model, flt, sort=sort, order=order, limit=limit)
         else:
             # The rows in scope directly: a subquery would cost its column proxies (30
             # columns) on every request for a plan PostgreSQL flattens to the same.
@@ -350,6 +412,35 @@ class StatisticsRepository:
                 )
             )
         return await self._rows(query)
+
+    async def _first_page(
+        self,
+        model: type[DB] | type[INST],
+        flt: StatisticsFilter,
+        *,
+        sort: SortField,
+        order: SortOrder,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """The first page of the rows in scope (no ``latest``): the statement of
+        :func:`_filtered` with its order and limit, built once per shape."""
+        values = _filter_values(model, flt)
+        names = tuple(values)
+
+        def build() -> Executable:
+            sort_col = getattr(model, sort.value)
+            nullable = sort not in _NOT_NULL_SORTS
+            ordering = _ordering(sort_col, _key_columns(model), order, nullable=nullable)
+            return (
+                select(*model.__table__.columns, Instance.name.label("instance_name"))
+                .join(Instance, Instance.id == model.instance_id)
+                .where(*_bound_conditions(model, names))
+                .order_by(*ordering)
+                .limit(bindparam("limit"))
+            )
+
+        query = _statement(("first_page", model.__tablename__, names, sort, order), build)
+        return await self._rows(query, {**values, "limit": limit})
 
     async def instance_totals(self, flt: StatisticsFilter) -> dict[str, Any]:
         """Sums over the instance rows a list with ``flt`` holds (one statement, one row)."""
