@@ -7,7 +7,7 @@ pagination on (sort value, key), NULLs last in both directions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -37,6 +37,14 @@ from dbsize.aggregation.schemas import PeriodType
 from dbsize.db import core_execute
 from dbsize.instances.models import Instance
 from dbsize.jobs.models import AggregationJob
+from dbsize.statistics.bound import (
+    bound_conditions,
+    filter_values,
+    like_escaped,
+    series,
+    statement,
+    window_params,
+)
 from dbsize.statistics.kept import keep
 from dbsize.statistics.schemas import SortField, SortOrder, StatisticsLevel
 
@@ -56,19 +64,6 @@ _KEPT = table(
     column("growth_mb_per_day"),
 )
 _KEPT_LOCK = 7_300_014
-
-# Statements of a fixed shape, built once: their values are bound at execution. Building a
-# select of 30 columns and its cache key cost ~0.3 ms of CPU per statement and request; a
-# statement object that is reused keeps its cache key (SQLAlchemy memoizes it), so the
-# compiled form is found without walking the statement again.
-_STATEMENTS: dict[tuple[Any, ...], Executable] = {}
-
-
-def _statement(shape: tuple[Any, ...], build: Callable[[], Executable]) -> Executable:
-    statement = _STATEMENTS.get(shape)
-    if statement is None:
-        statement = _STATEMENTS[shape] = build()
-    return statement
 
 
 @dataclass(frozen=True)
@@ -95,10 +90,6 @@ class Keyset:
     key: tuple[Any, ...]
 
 
-def _like_escaped(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
-
-
 def _key_columns(model: type[DB] | type[INST]) -> list[Any]:
     if model is DB:
         return [DB.instance_id, DB.database_name, DB.period_start]
@@ -118,16 +109,16 @@ def _key_conditions(
     if flt.environment is not None:
         conditions.append(Instance.environment == flt.environment)
     if flt.instance_name_contains:
-        pattern = "%" + _like_escaped(flt.instance_name_contains) + "%"
+        pattern = "%" + like_escaped(flt.instance_name_contains) + "%"
         conditions.append(Instance.name.ilike(pattern, escape="\\"))
     if database_name is not None:
         if flt.database_name is not None:
             conditions.append(database_name == flt.database_name)
         if flt.database_name_prefix:
-            pattern = _like_escaped(flt.database_name_prefix) + "%"
+            pattern = like_escaped(flt.database_name_prefix) + "%"
             conditions.append(database_name.like(pattern, escape="\\"))
         if flt.database_name_contains:
-            pattern = "%" + _like_escaped(flt.database_name_contains) + "%"
+            pattern = "%" + like_escaped(flt.database_name_contains) + "%"
             conditions.append(database_name.ilike(pattern, escape="\\"))
     return conditions
 
@@ -160,65 +151,6 @@ def _filtered(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any
         .join(Instance, Instance.id == model.instance_id)
         .where(*_conditions(model, flt))
     )
-
-
-def _filter_values(model: type[DB] | type[INST], flt: StatisticsFilter) -> dict[str, Any]:
-    """The filter's values by the name :func:`_bound_conditions` binds them under; which names
-    are present is the statement's shape."""
-    values: dict[str, Any] = {"period_type": flt.period_type.value}
-    if flt.instance_ids:
-        values["instance_ids"] = list(flt.instance_ids)
-    if flt.db_type is not None:
-        values["db_type"] = flt.db_type
-    if flt.environment is not None:
-        values["environment"] = flt.environment
-    if flt.instance_name_contains:
-        values["instance_name_pattern"] = "%" + _like_escaped(flt.instance_name_contains) + "%"
-    if model is DB:
-        if flt.database_name is not None:
-            values["database_name"] = flt.database_name
-        if flt.database_name_prefix:
-            values["database_name_prefix"] = _like_escaped(flt.database_name_prefix) + "%"
-        if flt.database_name_contains:
-            pattern = "%" + _like_escaped(flt.database_name_contains) + "%"
-            values["database_name_contains"] = pattern
-    if flt.start is not None:
-        values["start"] = flt.start
-    if flt.end is not None:
-        values["end"] = flt.end
-    if flt.complete is not None:
-        values["complete"] = flt.complete
-    return values
-
-
-def _bound_conditions(
-    model: type[DB] | type[INST], names: Sequence[str]
-) -> list[ColumnElement[bool]]:
-    """:func:`_conditions` with each value a named parameter (the names of
-    :func:`_filter_values`), for a statement built once per shape."""
-    conditions: dict[str, ColumnElement[bool]] = {
-        "period_type": model.period_type == bindparam("period_type"),
-        "instance_ids": model.instance_id.in_(bindparam("instance_ids", expanding=True)),
-        "db_type": Instance.db_type == bindparam("db_type"),
-        "environment": Instance.environment == bindparam("environment"),
-        "instance_name_pattern": Instance.name.ilike(
-            bindparam("instance_name_pattern"), escape="\\"
-        ),
-        "start": model.period_start >= bindparam("start"),
-        "end": model.period_start <= bindparam("end"),
-        "complete": model.is_complete == bindparam("complete"),
-    }
-    if model is DB:
-        conditions |= {
-            "database_name": DB.database_name == bindparam("database_name"),
-            "database_name_prefix": DB.database_name.like(
-                bindparam("database_name_prefix"), escape="\\"
-            ),
-            "database_name_contains": DB.database_name.ilike(
-                bindparam("database_name_contains"), escape="\\"
-            ),
-        }
-    return [conditions[name] for name in names]
 
 
 def _latest(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any]:
@@ -291,46 +223,6 @@ def _keyset_condition(
     if after.value is None:
         return and_(sort_col.is_(None), key_after)
     return or_(sort_col.is_(None), and_(sort_col.is_not(None), value_after))
-
-
-def _series(
-    model: type[DB] | type[INST], *, start: bool, end: bool, database_name: bool
-) -> Executable:
-    """One instance's rows of a period type (``:instance_id``, ``:period_type``), with
-    ``:start``/``:end`` and (databases) ``:database_name`` when asked, oldest first (databases:
-    by name, then oldest first)."""
-
-    def build() -> Executable:
-        conditions = [
-            model.period_type == bindparam("period_type"),
-            model.instance_id == bindparam("instance_id"),
-        ]
-        if start:
-            conditions.append(model.period_start >= bindparam("start"))
-        if end:
-            conditions.append(model.period_start <= bindparam("end"))
-        if database_name:
-            conditions.append(DB.database_name == bindparam("database_name"))
-        order = [model.period_start] if model is INST else [DB.database_name, DB.period_start]
-        return (
-            select(*model.__table__.columns, Instance.name.label("instance_name"))
-            .join(Instance, Instance.id == model.instance_id)
-            .where(*conditions)
-            .order_by(*order)
-        )
-
-    return _statement(("series", model.__tablename__, start, end, database_name), build)
-
-
-def _window_params(
-    instance_id: int, period_type: PeriodType, start: date | None, end: date | None
-) -> dict[str, Any]:
-    params: dict[str, Any] = {"instance_id": instance_id, "period_type": period_type.value}
-    if start is not None:
-        params["start"] = start
-    if end is not None:
-        params["end"] = end
-    return params
 
 
 class StatisticsRepository:
@@ -424,7 +316,7 @@ class StatisticsRepository:
     ) -> list[dict[str, Any]]:
         """The first page of the rows in scope (no ``latest``): the statement of
         :func:`_filtered` with its order and limit, built once per shape."""
-        values = _filter_values(model, flt)
+        values = filter_values(model, flt)
         names = tuple(values)
 
         def build() -> Executable:
@@ -434,12 +326,12 @@ class StatisticsRepository:
             return (
                 select(*model.__table__.columns, Instance.name.label("instance_name"))
                 .join(Instance, Instance.id == model.instance_id)
-                .where(*_bound_conditions(model, names))
+                .where(*bound_conditions(model, names))
                 .order_by(*ordering)
                 .limit(bindparam("limit"))
             )
 
-        query = _statement(("first_page", model.__tablename__, names, sort, order), build)
+        query = statement(("first_page", model.__tablename__, names, sort, order), build)
         return await self._rows(query, {**values, "limit": limit})
 
     async def instance_totals(self, flt: StatisticsFilter) -> dict[str, Any]:
@@ -483,7 +375,7 @@ class StatisticsRepository:
         )
 
     async def instance_name(self, instance_id: int) -> str | None:
-        query = _statement(
+        query = statement(
             ("instance_name",),
             lambda: select(Instance.name).where(Instance.id == bindparam("instance_id")),
         )
@@ -493,8 +385,8 @@ class StatisticsRepository:
     async def instance_series(
         self, instance_id: int, period_type: PeriodType, start: date | None, end: date | None
     ) -> list[dict[str, Any]]:
-        query = _series(INST, start=start is not None, end=end is not None, database_name=False)
-        return await self._rows(query, _window_params(instance_id, period_type, start, end))
+        query = series(INST, start=start is not None, end=end is not None, database_name=False)
+        return await self._rows(query, window_params(instance_id, period_type, start, end))
 
     async def database_series(
         self,
@@ -504,13 +396,13 @@ class StatisticsRepository:
         end: date | None,
         database_name: str | None = None,
     ) -> list[dict[str, Any]]:
-        query = _series(
+        query = series(
             DB,
             start=start is not None,
             end=end is not None,
             database_name=database_name is not None,
         )
-        params = _window_params(instance_id, period_type, start, end)
+        params = window_params(instance_id, period_type, start, end)
         if database_name is not None:
             params["database_name"] = database_name
         return await self._rows(query, params)
@@ -552,7 +444,7 @@ class StatisticsRepository:
         return await self._rows(query)
 
     async def database_known(self, instance_id: int, database_name: str) -> bool:
-        query = _statement(
+        query = statement(
             ("database_known",),
             lambda: select(
                 exists().where(
@@ -596,7 +488,7 @@ class StatisticsRepository:
             return select(*statistics, *others)
 
         # A fixed shape per period types: its values are constants, so the statement is kept.
-        query = _statement(("versions", kinds, capacities), build)
+        query = statement(("versions", kinds, capacities), build)
         n_statistics = len(kinds) + 1
         row = tuple((await core_execute(self.session, query)).one())
         return row[:n_statistics], row[n_statistics:]
