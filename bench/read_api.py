@@ -430,8 +430,8 @@ async def explain(rendered: str) -> None:
     from sqlalchemy import event, text
 
     from dbsize.aggregation.schemas import PeriodType
+    from dbsize.statistics.filters import StatisticsFilter
     from dbsize.statistics.fleet import _fits_sql
-    from dbsize.statistics.repository import StatisticsFilter
     from dbsize.statistics.schemas import (
         GrowthMeasure,
         SeriesInclude,

@@ -20,7 +20,7 @@ from dbsize.aggregation.schemas import PeriodType
 from dbsize.instances.models import Instance
 
 if TYPE_CHECKING:
-    from dbsize.statistics.repository import StatisticsFilter
+    from dbsize.statistics.filters import StatisticsFilter
 
 DB = DatabaseSizeAggregation
 INST = InstanceSizeAggregation

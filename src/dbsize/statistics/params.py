@@ -12,7 +12,7 @@ from pydantic import Field
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.instances.models import DbType
 from dbsize.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from dbsize.statistics.repository import StatisticsFilter
+from dbsize.statistics.filters import StatisticsFilter
 from dbsize.statistics.schemas import INT4_MAX, SortField, SortOrder
 
 InstanceId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The instance's id")]

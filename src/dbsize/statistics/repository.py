@@ -8,31 +8,25 @@ pagination on (sort value, key), NULLs last in both directions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Float,
-    Select,
     and_,
     bindparam,
     cast,
     column,
     exists,
     func,
-    literal,
-    or_,
     select,
     table,
-    tuple_,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by, distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
-from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggregation
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.db import core_execute
 from dbsize.instances.models import Instance
@@ -40,16 +34,27 @@ from dbsize.jobs.models import AggregationJob
 from dbsize.statistics.bound import (
     bound_conditions,
     filter_values,
-    like_escaped,
     series,
     statement,
     window_params,
 )
+from dbsize.statistics.filters import (
+    DB,
+    INST,
+    NOT_NULL_SORTS,
+    Keyset,
+    StatisticsFilter,
+    filtered,
+    key_columns,
+    key_conditions,
+    keyset_condition,
+    newest_in_scope,
+    ordering,
+    period_window,
+)
 from dbsize.statistics.kept import keep
 from dbsize.statistics.schemas import SortField, SortOrder, StatisticsLevel
 
-DB = DatabaseSizeAggregation
-INST = InstanceSizeAggregation
 # Written by statistics/capacities.py with SQL; read here only for the forecast's ETag.
 _CAPACITIES = table("database_capacities", column("updated_at"))
 # Each database's newest period of a type with its sort values, kept per statistics version
@@ -66,163 +71,10 @@ _KEPT = table(
 _KEPT_LOCK = 7_300_014
 
 
-@dataclass(frozen=True)
-class StatisticsFilter:
-    period_type: PeriodType
-    instance_ids: tuple[int, ...] = ()
-    db_type: str | None = None
-    environment: str | None = None
-    database_name: str | None = None
-    database_name_prefix: str | None = None
-    database_name_contains: str | None = None
-    instance_name_contains: str | None = None
-    start: date | None = None
-    end: date | None = None
-    complete: bool | None = None
-    latest: bool = False
-
-
-@dataclass(frozen=True)
-class Keyset:
-    """Where the previous page ended: the sort value (None: among the NULLs) and the row key."""
-
-    value: Any
-    key: tuple[Any, ...]
-
-
-def _key_columns(model: type[DB] | type[INST]) -> list[Any]:
-    if model is DB:
-        return [DB.instance_id, DB.database_name, DB.period_start]
-    return [INST.instance_id, INST.period_start]
-
-
-def _key_conditions(
-    instance_id: Any, database_name: Any, flt: StatisticsFilter
-) -> list[ColumnElement[bool]]:
-    """The filter's conditions on a row's key (and its instance, joined): they choose keys,
-    never which of a key's periods is its newest."""
-    conditions: list[ColumnElement[bool]] = []
-    if flt.instance_ids:
-        conditions.append(instance_id.in_(flt.instance_ids))
-    if flt.db_type is not None:
-        conditions.append(Instance.db_type == flt.db_type)
-    if flt.environment is not None:
-        conditions.append(Instance.environment == flt.environment)
-    if flt.instance_name_contains:
-        pattern = "%" + like_escaped(flt.instance_name_contains) + "%"
-        conditions.append(Instance.name.ilike(pattern, escape="\\"))
-    if database_name is not None:
-        if flt.database_name is not None:
-            conditions.append(database_name == flt.database_name)
-        if flt.database_name_prefix:
-            pattern = like_escaped(flt.database_name_prefix) + "%"
-            conditions.append(database_name.like(pattern, escape="\\"))
-        if flt.database_name_contains:
-            pattern = "%" + like_escaped(flt.database_name_contains) + "%"
-            conditions.append(database_name.ilike(pattern, escape="\\"))
-    return conditions
-
-
-def _period_window(
-    model: type[DB] | type[INST], flt: StatisticsFilter
-) -> list[ColumnElement[bool]]:
-    """The filter's period type and ``start``/``end`` window."""
-    conditions: list[ColumnElement[bool]] = [model.period_type == flt.period_type.value]
-    if flt.start is not None:
-        conditions.append(model.period_start >= flt.start)
-    if flt.end is not None:
-        conditions.append(model.period_start <= flt.end)
-    return conditions
-
-
-def _conditions(model: type[DB] | type[INST], flt: StatisticsFilter) -> list[ColumnElement[bool]]:
-    """The filter's conditions on ``model`` joined to ``instances``."""
-    conditions = _period_window(model, flt)
-    if flt.complete is not None:
-        conditions.append(model.is_complete == flt.complete)
-    names = DB.database_name if model is DB else None
-    return conditions + _key_conditions(model.instance_id, names, flt)
-
-
-def _filtered(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any]:
-    """The rows in scope with their instance's name (the instance filters apply here too)."""
-    return (
-        select(*model.__table__.columns, Instance.name.label("instance_name"))
-        .join(Instance, Instance.id == model.instance_id)
-        .where(*_conditions(model, flt))
-    )
-
-
-def _latest(model: type[DB] | type[INST], flt: StatisticsFilter) -> Select[Any]:
-    """The rows in scope that are their key's newest in scope (keys' newest periods differ).
-
-    The newest period per key is grouped from the key columns alone, which the primary key
-    index holds (an index-only scan, no wide rows sorted); only the winners are then read.
-    """
-    keys = [model.instance_id] + ([DB.database_name] if model is DB else [])
-    newest = (
-        select(*keys, func.max(model.period_start).label("newest_start"))
-        .join(Instance, Instance.id == model.instance_id)
-        .where(*_conditions(model, flt))
-        .group_by(*keys)
-        .subquery()
-    )
-    on = [model.instance_id == newest.c.instance_id, model.period_start == newest.c.newest_start]
-    if model is DB:
-        on.append(DB.database_name == newest.c.database_name)
-    return (
-        select(*model.__table__.columns, Instance.name.label("instance_name"))
-        .join(newest, and_(*on))
-        .join(Instance, Instance.id == model.instance_id)
-        .where(model.period_type == flt.period_type.value)
-    )
-
-
-def kept_latest_applies(level: StatisticsLevel, flt: StatisticsFilter) -> bool:
-    """Whether the kept newest periods answer ``latest=true``: at the database level, with no
-    period filter. ``end`` and ``complete`` choose another period; ``start`` would not, but it
-    bounds the grouping statement to its window, which then costs less than keeping every
-    key's newest period (for daily rows: grouping 7.3 million) after each change."""
-    return (
-        level is StatisticsLevel.database
-        and flt.latest
-        and flt.start is None
-        and flt.end is None
-        and flt.complete is None
-    )
-
-
 def _kept_conditions(flt: StatisticsFilter, version: str) -> list[ColumnElement[bool]]:
     """The filter's conditions on the kept newest periods joined to ``instances``."""
     kept = _KEPT.c
-    return [kept.version == version, *_key_conditions(kept.instance_id, kept.database_name, flt)]
-
-
-# Sort columns that are never NULL: their order needs no "NULLs last" term, so an index on
-# them (or on the period) gives the order and the planner can stop at the page's last row.
-_NOT_NULL_SORTS = frozenset({SortField.period_start, SortField.avg_size_mb})
-
-
-def _ordering(sort_col: Any, keys: list[Any], order: SortOrder, *, nullable: bool) -> list[Any]:
-    ordered = [c.asc() if order is SortOrder.asc else c.desc() for c in (sort_col, *keys)]
-    return [sort_col.is_(None), *ordered] if nullable else ordered
-
-
-def _keyset_condition(
-    sort_col: Any, keys: list[Any], order: SortOrder, after: Keyset, *, nullable: bool
-) -> ColumnElement[bool]:
-    """Rows after ``after`` in the order (sort value NULLs last, then the key, one direction)."""
-
-    def beyond(left: Any, right: Any) -> ColumnElement[bool]:
-        return left > right if order is SortOrder.asc else left < right  # type: ignore[no-any-return]
-
-    value_after = beyond(tuple_(sort_col, *keys), tuple_(literal(after.value), *after.key))
-    if not nullable:
-        return value_after
-    key_after = beyond(tuple_(*keys), tuple_(*[literal(v) for v in after.key]))
-    if after.value is None:
-        return and_(sort_col.is_(None), key_after)
-    return or_(sort_col.is_(None), and_(sort_col.is_not(None), value_after))
+    return [kept.version == version, *key_conditions(kept.instance_id, kept.database_name, flt)]
 
 
 class StatisticsRepository:
@@ -263,11 +115,11 @@ class StatisticsRepository:
                 .subquery()
             )
         elif flt.latest:
-            scope_sq = _latest(model, flt).subquery()
+            scope_sq = newest_in_scope(model, flt).subquery()
         if kept_version is not None or flt.latest:
             columns = scope_sq.c
             sort_col = columns[sort.value]
-            keys = [columns[c.key] for c in _key_columns(model)]
+            keys = [columns[c.key] for c in key_columns(model)]
             query = select(scope_sq)
         elif after is None:
             # A first page (the common read) is a statement built once per shape.
@@ -275,13 +127,13 @@ class StatisticsRepository:
         else:
             # The rows in scope directly: a subquery would cost its column proxies (30
             # columns) on every request for a plan PostgreSQL flattens to the same.
-            query = _filtered(model, flt)
+            query = filtered(model, flt)
             sort_col = getattr(model, sort.value)
-            keys = _key_columns(model)
-        nullable = sort not in _NOT_NULL_SORTS
+            keys = key_columns(model)
+        nullable = sort not in NOT_NULL_SORTS
         if after is not None:
-            query = query.where(_keyset_condition(sort_col, keys, order, after, nullable=nullable))
-        query = query.order_by(*_ordering(sort_col, keys, order, nullable=nullable)).limit(limit)
+            query = query.where(keyset_condition(sort_col, keys, order, after, nullable=nullable))
+        query = query.order_by(*ordering(sort_col, keys, order, nullable=nullable)).limit(limit)
         if kept_version is not None:
             # The page's keys and periods come from the narrow kept rows; only they are read.
             page = query.subquery()
@@ -298,7 +150,7 @@ class StatisticsRepository:
                 .join(Instance, Instance.id == DB.instance_id)
                 .where(DB.period_type == flt.period_type.value)
                 .order_by(
-                    *_ordering(
+                    *ordering(
                         page.c[sort.value], [page.c[k.key] for k in keys], order, nullable=nullable
                     )
                 )
@@ -315,19 +167,19 @@ class StatisticsRepository:
         limit: int,
     ) -> list[dict[str, Any]]:
         """The first page of the rows in scope (no ``latest``): the statement of
-        :func:`_filtered` with its order and limit, built once per shape."""
+        :func:`filtered` with its order and limit, built once per shape."""
         values = filter_values(model, flt)
         names = tuple(values)
 
         def build() -> Executable:
             sort_col = getattr(model, sort.value)
-            nullable = sort not in _NOT_NULL_SORTS
-            ordering = _ordering(sort_col, _key_columns(model), order, nullable=nullable)
+            nullable = sort not in NOT_NULL_SORTS
+            order_by = ordering(sort_col, key_columns(model), order, nullable=nullable)
             return (
                 select(*model.__table__.columns, Instance.name.label("instance_name"))
                 .join(Instance, Instance.id == model.instance_id)
                 .where(*bound_conditions(model, names))
-                .order_by(*ordering)
+                .order_by(*order_by)
                 .limit(bindparam("limit"))
             )
 
@@ -336,7 +188,7 @@ class StatisticsRepository:
 
     async def instance_totals(self, flt: StatisticsFilter) -> dict[str, Any]:
         """Sums over the instance rows a list with ``flt`` holds (one statement, one row)."""
-        scope = (_latest(INST, flt) if flt.latest else _filtered(INST, flt)).subquery()
+        scope = (newest_in_scope(INST, flt) if flt.latest else filtered(INST, flt)).subquery()
         rows = scope.c
         query = select(
             func.count().label("rows"),
@@ -425,7 +277,7 @@ class StatisticsRepository:
                     aggregate_order_by(cast(DB.avg_size_mb, Float(53)), DB.period_start)
                 ).label("avg_size_mb"),
             )
-            .where(DB.instance_id == instance_id, *_period_window(DB, flt))
+            .where(DB.instance_id == instance_id, *period_window(DB, flt))
             .group_by(DB.database_name)
             .order_by(DB.database_name)
         )
@@ -437,7 +289,7 @@ class StatisticsRepository:
         """Each database's newest row in the window, by name."""
         flt = StatisticsFilter(period_type, (instance_id,), start=start, end=end)
         query = (
-            _filtered(DB, flt)
+            filtered(DB, flt)
             .ext(distinct_on(DB.database_name))
             .order_by(DB.database_name, DB.period_start.desc())
         )

@@ -19,14 +19,10 @@ from dbsize.instances.service import InstanceService
 from dbsize.pagination import Page, decode_cursor, encode_cursor
 from dbsize.periods import previous_period_start
 from dbsize.statistics.capacities import CapacityRepository
+from dbsize.statistics.filters import Keyset, StatisticsFilter, kept_latest_applies
 from dbsize.statistics.fleet import FleetRepository, ForecastAfter, ForecastScope
 from dbsize.statistics.forecast import Fit, ForecastStatus, Projection, classify
-from dbsize.statistics.repository import (
-    Keyset,
-    StatisticsFilter,
-    StatisticsRepository,
-    kept_latest_applies,
-)
+from dbsize.statistics.repository import StatisticsRepository
 from dbsize.statistics.schemas import (
     DatabaseCapacity,
     DatabaseSeries,

@@ -13,15 +13,15 @@ from sqlalchemy.orm import aliased
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.db import core_execute
 from dbsize.instances.models import Instance
-from dbsize.statistics.kept import keep
-from dbsize.statistics.repository import (
+from dbsize.statistics.filters import (
     DB,
     INST,
     StatisticsFilter,
-    _filtered,
-    _key_columns,
-    _key_conditions,
+    filtered,
+    key_columns,
+    key_conditions,
 )
+from dbsize.statistics.kept import keep
 from dbsize.statistics.schemas import GrowthMeasure, StatisticsLevel
 
 # Each database's rank in a period by a measure, kept per version (migration 0015): top
@@ -110,7 +110,7 @@ class TopRepository:
                 )
                 .where(
                     ranks.version == ranks_version,
-                    *_key_conditions(ranks.instance_id, ranks.database_name, flt),
+                    *key_conditions(ranks.instance_id, ranks.database_name, flt),
                 )
                 .order_by(ranks.rank)
                 .limit(n)
@@ -121,9 +121,9 @@ class TopRepository:
             # period's row of each winner only: joined before the limit, the sort could not be
             # bounded.
             winners = (
-                _filtered(model, flt)
+                filtered(model, flt)
                 .where(model.period_start == period_start)
-                .order_by(value.is_(None), value.desc(), *_key_columns(model))
+                .order_by(value.is_(None), value.desc(), *key_columns(model))
                 .limit(n)
                 .subquery()
             )
@@ -136,7 +136,7 @@ class TopRepository:
         if model is DB:
             joins.append(previous.database_name == winners.c.database_name)  # type: ignore[union-attr]
         measure = winners.c[by.value]
-        keys = [winners.c[c.key] for c in _key_columns(model)]
+        keys = [winners.c[c.key] for c in key_columns(model)]
         query = (
             select(winners, previous.avg_size_mb.label("previous_avg_size_mb"))
             .outerjoin(previous, and_(*joins))
