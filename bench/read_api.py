@@ -431,7 +431,7 @@ async def explain(rendered: str) -> None:
 
     from dbsize.aggregation.schemas import PeriodType
     from dbsize.statistics.filters import StatisticsFilter
-    from dbsize.statistics.fleet import _fits_sql
+    from dbsize.statistics.forecast_sql import fits_sql
     from dbsize.statistics.schemas import (
         GrowthMeasure,
         SeriesInclude,
@@ -506,7 +506,7 @@ async def explain(rendered: str) -> None:
                 print(f"--- {name}\n{plan}\n", flush=True)
         async with engine.connect() as conn:
             result = await conn.execute(
-                text("EXPLAIN (ANALYZE, BUFFERS) " + _fits_sql(db, filter_ids=False)),
+                text("EXPLAIN (ANALYZE, BUFFERS) " + fits_sql(db, filter_ids=False)),
                 {"today": today, "window_days": 30},
             )
             plan = "\n".join(row[0] for row in result)
