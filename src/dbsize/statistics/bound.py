@@ -71,7 +71,7 @@ def filter_values(model: type[DB] | type[INST], flt: StatisticsFilter) -> dict[s
 def bound_conditions(
     model: type[DB] | type[INST], names: Sequence[str]
 ) -> list[ColumnElement[bool]]:
-    """:func:`_conditions` with each value a named parameter (the names of
+    """:func:`filters.conditions` with each value a named parameter (the names of
     :func:`filter_values`), for a statement built once per shape."""
     conditions: dict[str, ColumnElement[bool]] = {
         "period_type": model.period_type == bindparam("period_type"),
