@@ -27,6 +27,7 @@ from dbsize.statistics.params import (
     DatabaseName,
     DatabaseNameContains,
     End,
+    FilterParams,
     IfNoneMatch,
     InstanceId,
     InstanceIds,
@@ -182,37 +183,11 @@ async def list_instance_statistics(read: Reader, params: ListParams) -> Response
     responses={**NOT_MODIFIED, **problems(422)},
     dependencies=[requires(Scope.read, in_request_session=True)],
 )
-async def instance_statistics_totals(
-    read: Reader,
-    period_type: PeriodTypeQuery,
-    instance_ids: InstanceIds = [],  # noqa: B006
-    db_type: DbType | None = None,
-    environment: Annotated[str | None, Query(max_length=64)] = None,
-    instance_name_contains: InstanceNameContains = None,
-    start: Start = None,
-    end: End = None,
-    complete: Annotated[
-        bool | None, Query(description="Only complete (or incomplete) periods")
-    ] = None,
-    latest: Annotated[
-        bool, Query(description="Only the latest period (in scope) of each instance")
-    ] = False,
-) -> Response:
+async def instance_statistics_totals(read: Reader, flt: FilterParams) -> Response:
     """Sums over the rows `/v1/statistics/instances` lists with these filters (all pages): row
     and instance counts, the newest period, and the sums of `avg_size_mb`, `size_change_mb`
     and `max_database_count` (the dashboard's fleet totals, in one small answer)."""
-    flt = statistics_filter(
-        period_type,
-        instance_ids,
-        db_type,
-        environment,
-        instance_name_contains=instance_name_contains,
-        start=start,
-        end=end,
-        complete=complete,
-        latest=latest,
-    )
-    return await read.answer((period_type,), lambda: read.service.instance_totals(flt))
+    return await read.answer((flt.period_type,), lambda: read.service.instance_totals(flt))
 
 
 @router.get(

@@ -68,7 +68,7 @@ class _ListParams:
     cursor: str | None
 
 
-async def _list_params(
+async def _filter_params(
     period_type: PeriodTypeQuery,
     instance_ids: InstanceIds = [],  # noqa: B006 (FastAPI copies defaults)
     db_type: DbType | None = None,
@@ -82,13 +82,9 @@ async def _list_params(
     latest: Annotated[
         bool, Query(description="Only the latest period (in scope) of each key")
     ] = False,
-    sort: SortField = SortField.period_start,
-    order: SortOrder = SortOrder.desc,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[str | None, Query(max_length=2048)] = None,
-) -> _ListParams:
+) -> StatisticsFilter:
     # A coroutine: FastAPI runs a synchronous dependency (such as a class) in a worker thread.
-    flt = statistics_filter(
+    return statistics_filter(
         period_type,
         instance_ids,
         db_type,
@@ -99,6 +95,18 @@ async def _list_params(
         complete=complete,
         latest=latest,
     )
+
+
+FilterParams = Annotated[StatisticsFilter, Depends(_filter_params)]
+
+
+async def _list_params(
+    flt: FilterParams,
+    sort: SortField = SortField.period_start,
+    order: SortOrder = SortOrder.desc,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> _ListParams:
     return _ListParams(flt, sort, order, limit, cursor)
 
 
