@@ -18,6 +18,8 @@ from sqlalchemy.sql import Executable
 from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggregation
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.instances.models import Instance
+from dbsize.statistics.rendered import rendered
+from dbsize.statistics.schemas import DatabaseStatistics, InstanceStatistics
 
 if TYPE_CHECKING:
     from dbsize.statistics.filters import StatisticsFilter
@@ -103,7 +105,8 @@ def series(
 ) -> Executable:
     """One instance's rows of a period type (``:instance_id``, ``:period_type``), with
     ``:start``/``:end`` and (databases) ``:database_name`` when asked, oldest first (databases:
-    by name, then oldest first)."""
+    by name, then oldest first), each as its JSON object (``row``; databases: with their
+    ``database_name`` beside it)."""
 
     def build() -> Executable:
         conditions = [
@@ -116,12 +119,18 @@ def series(
             conditions.append(model.period_start <= bindparam("end"))
         if database_name:
             conditions.append(DB.database_name == bindparam("database_name"))
-        order = [model.period_start] if model is INST else [DB.database_name, DB.period_start]
-        return (
+        rows = (
             select(*model.__table__.columns, Instance.name.label("instance_name"))
             .join(Instance, Instance.id == model.instance_id)
             .where(*conditions)
-            .order_by(*order)
+        )
+        if model is INST:
+            return rendered(rows, InstanceStatistics, keep=(), order_by=lambda c: [c.period_start])
+        return rendered(
+            rows,
+            DatabaseStatistics,
+            keep=("database_name",),
+            order_by=lambda c: [c.database_name, c.period_start],
         )
 
     return statement(("series", model.__tablename__, start, end, database_name), build)

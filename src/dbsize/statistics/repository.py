@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Float,
+    Select,
+    Text,
     and_,
     bindparam,
     cast,
@@ -53,7 +55,14 @@ from dbsize.statistics.filters import (
     period_window,
 )
 from dbsize.statistics.kept import keep
-from dbsize.statistics.schemas import SortField, SortOrder, StatisticsLevel
+from dbsize.statistics.rendered import rendered
+from dbsize.statistics.schemas import (
+    DatabaseStatistics,
+    InstanceStatistics,
+    SortField,
+    SortOrder,
+    StatisticsLevel,
+)
 
 # Written by statistics/capacities.py with SQL; read here only for the forecast's ETag.
 _CAPACITIES = table("database_capacities", column("updated_at"))
@@ -75,6 +84,21 @@ def _kept_conditions(flt: StatisticsFilter, version: str) -> list[ColumnElement[
     """The filter's conditions on the kept newest periods joined to ``instances``."""
     kept = _KEPT.c
     return [kept.version == version, *key_conditions(kept.instance_id, kept.database_name, flt)]
+
+
+def _rendered_page(
+    rows: Select[Any], model: type[DB] | type[INST], sort: SortField, order: SortOrder
+) -> Select[Any]:
+    """A page of ``rows`` as JSON objects (``statistics.rendered``) in the page's order, with
+    the sort value and the key beside each (the next page's cursor)."""
+    keys = [column.key for column in key_columns(model)]
+    nullable = sort not in NOT_NULL_SORTS
+    return rendered(
+        rows,
+        DatabaseStatistics if model is DB else InstanceStatistics,
+        keep=tuple(dict.fromkeys([sort.value, *keys])),
+        order_by=lambda c: ordering(c[sort.value], [c[k] for k in keys], order, nullable=nullable),
+    )
 
 
 class StatisticsRepository:
@@ -104,7 +128,8 @@ class StatisticsRepository:
         limit: int,
         kept_version: str | None = None,
     ) -> list[dict[str, Any]]:
-        """One page of statistics rows (``limit`` rows; ask one more to know there is a next).
+        """One page of statistics rows (``limit`` rows; ask one more to know there is a next),
+        each as its JSON object (``row``) with its sort value and key columns beside it.
         ``kept_version``: ``latest=true`` from the kept newest periods (:meth:`keep_latest`)."""
         model: type[DB] | type[INST] = DB if level is StatisticsLevel.database else INST
         if kept_version is not None:
@@ -149,13 +174,8 @@ class StatisticsRepository:
                 )
                 .join(Instance, Instance.id == DB.instance_id)
                 .where(DB.period_type == flt.period_type.value)
-                .order_by(
-                    *ordering(
-                        page.c[sort.value], [page.c[k.key] for k in keys], order, nullable=nullable
-                    )
-                )
             )
-        return await self._rows(query)
+        return await self._rows(_rendered_page(query, model, sort, order))
 
     async def _first_page(
         self,
@@ -175,13 +195,14 @@ class StatisticsRepository:
             sort_col = getattr(model, sort.value)
             nullable = sort not in NOT_NULL_SORTS
             order_by = ordering(sort_col, key_columns(model), order, nullable=nullable)
-            return (
+            page = (
                 select(*model.__table__.columns, Instance.name.label("instance_name"))
                 .join(Instance, Instance.id == model.instance_id)
                 .where(*bound_conditions(model, names))
                 .order_by(*order_by)
                 .limit(bindparam("limit"))
             )
+            return _rendered_page(page, model, sort, order)
 
         query = statement(("first_page", model.__tablename__, names, sort, order), build)
         return await self._rows(query, {**values, "limit": limit})
@@ -267,15 +288,17 @@ class StatisticsRepository:
         conversion is correctly rounded in PostgreSQL as in Python's ``float(Decimal)``), so
         no Decimal is built per point."""
         flt = StatisticsFilter(period_type, (instance_id,), start=start, end=end)
+
+        def json_array_of(value: Any) -> Any:
+            # to_json of an array is compact JSON text (statistics.rendered).
+            ordered = func.array_agg(aggregate_order_by(value, DB.period_start))
+            return cast(func.to_json(ordered), Text)
+
         query = (
             select(
                 DB.database_name,
-                func.array_agg(aggregate_order_by(DB.period_start, DB.period_start)).label(
-                    "period_start"
-                ),
-                func.array_agg(
-                    aggregate_order_by(cast(DB.avg_size_mb, Float(53)), DB.period_start)
-                ).label("avg_size_mb"),
+                json_array_of(DB.period_start).label("period_start"),
+                json_array_of(cast(DB.avg_size_mb, Float(53))).label("avg_size_mb"),
             )
             .where(DB.instance_id == instance_id, *period_window(DB, flt))
             .group_by(DB.database_name)
@@ -286,12 +309,18 @@ class StatisticsRepository:
     async def newest_database_rows(
         self, instance_id: int, period_type: PeriodType, start: date | None, end: date | None
     ) -> list[dict[str, Any]]:
-        """Each database's newest row in the window, by name."""
+        """Each database's newest row in the window as its JSON object (``row``), by name."""
         flt = StatisticsFilter(period_type, (instance_id,), start=start, end=end)
-        query = (
+        newest = (
             filtered(DB, flt)
             .ext(distinct_on(DB.database_name))
             .order_by(DB.database_name, DB.period_start.desc())
+        )
+        query = rendered(
+            newest,
+            DatabaseStatistics,
+            keep=("database_name",),
+            order_by=lambda c: [c.database_name],
         )
         return await self._rows(query)
 

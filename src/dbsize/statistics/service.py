@@ -8,33 +8,29 @@ import math
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
-from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.errors import InvalidInput, NotFound
 from dbsize.instances.service import InstanceService
-from dbsize.pagination import Page, decode_cursor, encode_cursor
+from dbsize.pagination import decode_cursor, encode_cursor
 from dbsize.periods import previous_period_start
 from dbsize.statistics.capacities import CapacityRepository
 from dbsize.statistics.filters import Keyset, StatisticsFilter, kept_latest_applies
 from dbsize.statistics.fleet import FleetRepository, ForecastAfter, ForecastScope
 from dbsize.statistics.forecast import Fit, ForecastStatus, Projection, classify
+from dbsize.statistics.rendered import RawJson, json_array, json_object
 from dbsize.statistics.repository import StatisticsRepository
 from dbsize.statistics.schemas import (
     DatabaseCapacity,
-    DatabaseSeries,
-    DatabaseSizes,
-    DatabaseStatistics,
-    DatabaseStatisticsSeries,
     Forecast,
     ForecastRow,
     Freshness,
     GrowthMeasure,
-    InstanceSeries,
-    InstanceStatistics,
     InstanceTotals,
     LastJob,
     PendingChanges,
@@ -51,13 +47,6 @@ from dbsize.statistics.top import TopRepository
 
 # The forecast reads the daily window and the quarterly rows (every key ever seen).
 FORECAST_PERIOD_TYPES = (PeriodType.daily, PeriodType.quarterly)
-
-
-# One validation call per list of rows (pydantic-core loops in Rust): a daily series with its
-# 20 databases is 7,665 rows, and validating them one model_validate at a time took ~4x longer.
-_DATABASE_ROWS = TypeAdapter(list[DatabaseStatistics])
-_INSTANCE_ROWS = TypeAdapter(list[InstanceStatistics])
-_DATABASE_SIZES = TypeAdapter(list[DatabaseSizes])
 
 
 def version_tag(*parts: Any) -> str:
@@ -169,11 +158,16 @@ class StatisticsService:
         # The instances' and capacities' versions read for a forecast's ETag: its kept
         # ranking is keyed on them too.
         self.forecast_others: tuple[Any, ...] | None = None
+        self.instance_names: dict[int, str] = {}
 
     async def require_instance(self, instance_id: int) -> str:
-        name = await self.repository.instance_name(instance_id)
+        """The instance's name (read once per request), or 404."""
+        name = self.instance_names.get(instance_id)
         if name is None:
-            raise NotFound(f"instance {instance_id} does not exist")
+            name = await self.repository.instance_name(instance_id)
+            if name is None:
+                raise NotFound(f"instance {instance_id} does not exist")
+            self.instance_names[instance_id] = name
         return name
 
     async def etag(
@@ -210,7 +204,8 @@ class StatisticsService:
         order: SortOrder,
         cursor: str | None,
         limit: int,
-    ) -> Page[Any]:
+    ) -> RawJson:
+        """A ``Page`` of ``DatabaseStatistics`` or ``InstanceStatistics``, as JSON."""
         if level is StatisticsLevel.instance and (
             flt.database_name or flt.database_name_prefix or flt.database_name_contains
         ):
@@ -225,10 +220,15 @@ class StatisticsService:
         rows = await self.repository.list_rows(
             level, flt, sort=sort, order=order, after=after, limit=limit + 1, kept_version=kept
         )
-        adapter = _DATABASE_ROWS if level is StatisticsLevel.database else _INSTANCE_ROWS
-        items = adapter.validate_python(rows[:limit])
         next_cursor = _cursor_of(rows[limit - 1], level, sort) if len(rows) > limit else None
-        return Page(items=items, next_cursor=next_cursor, limit=limit)
+        # Page's fields in its order; the rows are JSON PostgreSQL wrote (statistics.rendered).
+        return json_object(
+            {
+                "items": json_array(row["row"] for row in rows[:limit]),
+                "next_cursor": next_cursor,
+                "limit": limit,
+            }
+        )
 
     async def instance_totals(self, flt: StatisticsFilter) -> InstanceTotals:
         row = await self.repository.instance_totals(flt)
@@ -242,34 +242,47 @@ class StatisticsService:
         end: date | None,
         *,
         include: SeriesInclude | None = None,
-    ) -> InstanceSeries:
+    ) -> RawJson:
+        """An ``InstanceSeries``, as JSON (its rows PostgreSQL wrote: statistics.rendered)."""
         name = await self.require_instance(instance_id)
         rows = await self.repository.instance_series(instance_id, period_type, start, end)
-        databases: list[DatabaseSeries] | None = None
-        sizes: list[DatabaseSizes] | None = None
+        databases: RawJson | None = None
+        sizes: RawJson | None = None
         if include is SeriesInclude.databases:
-            databases = []
             points = await self.repository.database_series(instance_id, period_type, start, end)
-            for point in _DATABASE_ROWS.validate_python(points):
-                if not databases or databases[-1].database_name != point.database_name:
-                    databases.append(DatabaseSeries(database_name=point.database_name, series=[]))
-                databases[-1].series.append(point)
+            databases = json_array(
+                json_object(
+                    {"database_name": database, "series": json_array(p["row"] for p in group)}
+                )
+                for database, group in groupby(points, key=itemgetter("database_name"))
+            )
         elif include is SeriesInclude.database_sizes:
             columns = await self.repository.database_sizes(instance_id, period_type, start, end)
             newest = await self.repository.newest_database_rows(
                 instance_id, period_type, start, end
             )
-            latest = dict(zip((r["database_name"] for r in newest), newest, strict=True))
-            sizes = _DATABASE_SIZES.validate_python(
-                [{**c, "latest": latest[c["database_name"]]} for c in columns]
+            latest = {row["database_name"]: RawJson(row["row"]) for row in newest}
+            # DatabaseSizes' fields in order; the arrays and rows are JSON PostgreSQL wrote.
+            sizes = json_array(
+                json_object(
+                    {
+                        "database_name": c["database_name"],
+                        "period_start": RawJson(c["period_start"]),
+                        "avg_size_mb": RawJson(c["avg_size_mb"]),
+                        "latest": latest[c["database_name"]],
+                    }
+                )
+                for c in columns
             )
-        return InstanceSeries(
-            instance_id=instance_id,
-            instance_name=name,
-            period_type=period_type,
-            series=_INSTANCE_ROWS.validate_python(rows),
-            databases=databases,
-            database_sizes=sizes,
+        return json_object(
+            {
+                "instance_id": instance_id,
+                "instance_name": name,
+                "period_type": period_type,
+                "series": json_array(row["row"] for row in rows),
+                "databases": databases,
+                "database_sizes": sizes,
+            }
         )
 
     async def database_series(
@@ -279,7 +292,8 @@ class StatisticsService:
         period_type: PeriodType,
         start: date | None,
         end: date | None,
-    ) -> DatabaseStatisticsSeries:
+    ) -> RawJson:
+        """A ``DatabaseStatisticsSeries``, as JSON (statistics.rendered)."""
         name = await self.require_instance(instance_id)
         rows = await self.repository.database_series(
             instance_id, period_type, start, end, database_name
@@ -288,12 +302,14 @@ class StatisticsService:
             raise NotFound(
                 f"instance {instance_id} has no statistics of database {database_name!r}"
             )
-        return DatabaseStatisticsSeries(
-            instance_id=instance_id,
-            instance_name=name,
-            database_name=database_name,
-            period_type=period_type,
-            series=_DATABASE_ROWS.validate_python(rows),
+        return json_object(
+            {
+                "instance_id": instance_id,
+                "instance_name": name,
+                "database_name": database_name,
+                "period_type": period_type,
+                "series": json_array(row["row"] for row in rows),
+            }
         )
 
     async def top(
