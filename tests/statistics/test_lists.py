@@ -6,6 +6,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from httpx import AsyncClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -374,3 +375,69 @@ class TestLatestKeptPeriods:
         async with sessionmaker() as session:
             versions = await session.scalar(text("SELECT count(*) FROM latest_database_versions"))
         assert versions == 2  # one per statistics version; the old one goes after ten minutes
+
+
+class TestLatestKeptInstancePeriods:
+    """``latest=true`` at the instance level reads each instance's newest period kept per
+    statistics version too (migration 0017), in every order the grouped statement gives."""
+
+    async def test_each_instances_own_newest_period(
+        self, client: AsyncClient, fleet: Fleet, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        items = await _items(client, INSTANCES, latest="true", sort="avg_size_mb")
+        assert [(r["instance_name"], r["period_start"], r["avg_size_mb"]) for r in items] == [
+            ("my-shop", "2026-02-01", 1200.0),
+            ("pg-orders", "2026-04-01", 200.0),
+        ]
+        mysql = await _items(client, INSTANCES, latest="true", db_type="mysql")
+        assert [r["instance_name"] for r in mysql] == ["my-shop"]
+        async with sessionmaker() as session, session.begin():
+            await write_samples(
+                session, [Sample(fleet.shop_id, "shop", date(2026, 3, 15), Decimal("1300"))]
+            )
+        await run_scope(
+            sessionmaker,
+            range_scope(date(2026, 3, 1), date(2026, 3, 31)),
+            [fleet.shop_id],
+            TODAY,
+            period_types=[PeriodType.monthly],
+        )
+        after = await _items(client, INSTANCES, latest="true", instance_id=[fleet.shop_id])
+        assert [(r["period_start"], r["avg_size_mb"]) for r in after] == [("2026-03-01", 1300.0)]
+        async with sessionmaker() as session:
+            versions = await session.scalar(text("SELECT count(*) FROM latest_instance_versions"))
+        assert versions == 2
+
+    @pytest.mark.parametrize("sort", ["avg_size_mb", "size_change_mb", "size_change_percent",
+                                      "growth_mb_per_day", "period_start"])  # fmt: skip
+    @pytest.mark.parametrize("order", ["asc", "desc"])
+    @pytest.mark.parametrize("url", [DATABASES, INSTANCES])
+    async def test_kept_pages_are_the_grouped_pages(
+        self, client: AsyncClient, fleet: Fleet, url: str, sort: str, order: str
+    ) -> None:
+        if url == INSTANCES and sort == "growth_mb_per_day":
+            params = {"period_type": "daily", "latest": "true", "sort": sort, "order": order}
+            assert (await client.get(url, params=params)).status_code == 422
+            return
+        for period_type in ("daily", "monthly"):
+            pages: list[list[Any]] = []
+            # `start` far back chooses the grouping statement; without it the kept rows answer.
+            for extra in ({}, {"start": "2000-01-01"}):
+                walked: list[Any] = []
+                cursor = None
+                while True:
+                    params: dict[str, Any] = {"period_type": period_type, "latest": "true"}
+                    params |= {"sort": sort, "order": order, "limit": 2, **extra}
+                    page = (await client.get(url, params=params | _cursor(cursor))).json()
+                    walked += [(r["instance_id"], r.get("database_name"), r["period_start"])
+                               for r in page["items"]]  # fmt: skip
+                    cursor = page["next_cursor"]
+                    if cursor is None:
+                        break
+                pages.append(walked)
+            assert pages[0] == pages[1]
+            assert len(pages[0]) == (3 if url == DATABASES else 2)
+
+
+def _cursor(cursor: str | None) -> dict[str, str]:
+    return {"cursor": cursor} if cursor else {}

@@ -17,7 +17,7 @@ from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggre
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.instances.models import Instance
 from dbsize.statistics.bound import like_escaped
-from dbsize.statistics.schemas import SortField, SortOrder, StatisticsLevel
+from dbsize.statistics.schemas import SortField, SortOrder
 
 DB = DatabaseSizeAggregation
 INST = InstanceSizeAggregation
@@ -133,18 +133,12 @@ def newest_in_scope(model: type[DB] | type[INST], flt: StatisticsFilter) -> Sele
     )
 
 
-def kept_latest_applies(level: StatisticsLevel, flt: StatisticsFilter) -> bool:
-    """Whether the kept newest periods answer ``latest=true``: at the database level, with no
+def kept_latest_applies(flt: StatisticsFilter) -> bool:
+    """Whether the kept newest periods (``statistics.latest``) answer ``latest=true``: with no
     period filter. ``end`` and ``complete`` choose another period; ``start`` would not, but it
     bounds the grouping statement to its window, which then costs less than keeping every
     key's newest period (for daily rows: grouping 7.3 million) after each change."""
-    return (
-        level is StatisticsLevel.database
-        and flt.latest
-        and flt.start is None
-        and flt.end is None
-        and flt.complete is None
-    )
+    return flt.latest and flt.start is None and flt.end is None and flt.complete is None
 
 
 # Sort columns that are never NULL: their order needs no "NULLs last" term, so an index on

@@ -12,11 +12,9 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Float,
     Select,
     Text,
-    and_,
     bindparam,
     cast,
     column,
@@ -48,13 +46,12 @@ from dbsize.statistics.filters import (
     StatisticsFilter,
     filtered,
     key_columns,
-    key_conditions,
     keyset_condition,
     newest_in_scope,
     ordering,
     period_window,
 )
-from dbsize.statistics.kept import keep
+from dbsize.statistics.latest import kept_rows, kept_scope
 from dbsize.statistics.rendered import rendered
 from dbsize.statistics.schemas import (
     DatabaseStatistics,
@@ -66,24 +63,6 @@ from dbsize.statistics.schemas import (
 
 # Written by statistics/capacities.py with SQL; read here only for the forecast's ETag.
 _CAPACITIES = table("database_capacities", column("updated_at"))
-# Each database's newest period of a type with its sort values, kept per statistics version
-# (migration 0014): a fleet-wide `latest=true` page without grouping 260,000 keys' periods.
-_KEPT = table(
-    "latest_database_periods",
-    column("version"),
-    column("instance_id"),
-    column("database_name"),
-    column("period_start"),
-    *(column(c) for c in ("avg_size_mb", "size_change_mb", "size_change_percent")),
-    column("growth_mb_per_day"),
-)
-_KEPT_LOCK = 7_300_014
-
-
-def _kept_conditions(flt: StatisticsFilter, version: str) -> list[ColumnElement[bool]]:
-    """The filter's conditions on the kept newest periods joined to ``instances``."""
-    kept = _KEPT.c
-    return [kept.version == version, *key_conditions(kept.instance_id, kept.database_name, flt)]
 
 
 def _rendered_page(
@@ -130,15 +109,10 @@ class StatisticsRepository:
     ) -> list[dict[str, Any]]:
         """One page of statistics rows (``limit`` rows; ask one more to know there is a next),
         each as its JSON object (``row``) with its sort value and key columns beside it.
-        ``kept_version``: ``latest=true`` from the kept newest periods (:meth:`keep_latest`)."""
+        ``kept_version``: ``latest=true`` from the kept newest periods (``statistics.latest``)."""
         model: type[DB] | type[INST] = DB if level is StatisticsLevel.database else INST
         if kept_version is not None:
-            scope_sq = (
-                select(_KEPT)
-                .join(Instance, Instance.id == _KEPT.c.instance_id)
-                .where(*_kept_conditions(flt, kept_version))
-                .subquery()
-            )
+            scope_sq = kept_scope(level, flt, kept_version).subquery()
         elif flt.latest:
             scope_sq = newest_in_scope(model, flt).subquery()
         if kept_version is not None or flt.latest:
@@ -161,20 +135,7 @@ class StatisticsRepository:
         query = query.order_by(*ordering(sort_col, keys, order, nullable=nullable)).limit(limit)
         if kept_version is not None:
             # The page's keys and periods come from the narrow kept rows; only they are read.
-            page = query.subquery()
-            query = (
-                select(*DB.__table__.columns, Instance.name.label("instance_name"))
-                .join(
-                    page,
-                    and_(
-                        DB.instance_id == page.c.instance_id,
-                        DB.database_name == page.c.database_name,
-                        DB.period_start == page.c.period_start,
-                    ),
-                )
-                .join(Instance, Instance.id == DB.instance_id)
-                .where(DB.period_type == flt.period_type.value)
-            )
+            query = kept_rows(level, query.subquery(), flt.period_type)
         return await self._rows(_rendered_page(query, model, sort, order))
 
     async def _first_page(
@@ -220,32 +181,6 @@ class StatisticsRepository:
             func.coalesce(func.sum(rows.max_database_count), 0).label("max_database_count"),
         )
         return (await self._rows(query))[0]
-
-    async def keep_latest(self, period_type: PeriodType, version: str) -> None:
-        """Keep each database's newest period of ``period_type`` (with its sort values) under
-        ``version`` (``statistics.kept``): grouped once per version."""
-        await keep(
-            self.session,
-            rows="latest_database_periods",
-            versions="latest_database_versions",
-            lock=_KEPT_LOCK,
-            version=version,
-            fill="""
-                INSERT INTO latest_database_periods
-                    (version, instance_id, database_name, period_start, avg_size_mb,
-                     size_change_mb, size_change_percent, growth_mb_per_day)
-                SELECT CAST(:v AS varchar), d.instance_id, d.database_name, d.period_start,
-                       d.avg_size_mb, d.size_change_mb, d.size_change_percent,
-                       d.growth_mb_per_day
-                FROM (SELECT instance_id, database_name, max(period_start) AS period_start
-                      FROM database_size_aggregations WHERE period_type = :p
-                      GROUP BY instance_id, database_name) n
-                JOIN database_size_aggregations d
-                  ON d.period_type = :p AND d.instance_id = n.instance_id
-                 AND d.database_name = n.database_name AND d.period_start = n.period_start
-            """,
-            params={"p": period_type.value},
-        )
 
     async def instance_name(self, instance_id: int) -> str | None:
         query = statement(

@@ -23,6 +23,7 @@ from dbsize.statistics.capacities import CapacityRepository
 from dbsize.statistics.filters import Keyset, StatisticsFilter, kept_latest_applies
 from dbsize.statistics.fleet import FleetRepository, ForecastAfter, ForecastScope
 from dbsize.statistics.forecast import Fit, ForecastStatus, Projection, classify
+from dbsize.statistics.latest import keep_latest
 from dbsize.statistics.rendered import RawJson, json_array, json_object
 from dbsize.statistics.repository import StatisticsRepository
 from dbsize.statistics.schemas import (
@@ -214,9 +215,10 @@ class StatisticsService:
             raise InvalidInput("instance statistics have no growth_mb_per_day; sort by another")
         after = _keyset(cursor, level, sort) if cursor else None
         kept = None
-        if kept_latest_applies(level, flt):
-            kept = version_tag("latest", flt.period_type, await self._statistics(flt.period_type))
-            await self.repository.keep_latest(flt.period_type, kept)
+        if kept_latest_applies(flt):
+            data = await self._statistics(flt.period_type)
+            kept = version_tag("latest", level, flt.period_type, data)
+            await keep_latest(self.session, level, flt.period_type, kept)
         rows = await self.repository.list_rows(
             level, flt, sort=sort, order=order, after=after, limit=limit + 1, kept_version=kept
         )
