@@ -77,27 +77,38 @@ def bound_conditions(
     :func:`filter_values`), for a statement built once per shape."""
     conditions: dict[str, ColumnElement[bool]] = {
         "period_type": model.period_type == bindparam("period_type"),
-        "instance_ids": model.instance_id.in_(bindparam("instance_ids", expanding=True)),
-        "db_type": Instance.db_type == bindparam("db_type"),
-        "environment": Instance.environment == bindparam("environment"),
-        "instance_name_pattern": Instance.name.ilike(
-            bindparam("instance_name_pattern"), escape="\\"
-        ),
         "start": model.period_start >= bindparam("start"),
         "end": model.period_start <= bindparam("end"),
         "complete": model.is_complete == bindparam("complete"),
     }
-    if model is DB:
-        conditions |= {
-            "database_name": DB.database_name == bindparam("database_name"),
-            "database_name_prefix": DB.database_name.like(
-                bindparam("database_name_prefix"), escape="\\"
-            ),
-            "database_name_contains": DB.database_name.ilike(
-                bindparam("database_name_contains"), escape="\\"
-            ),
-        }
-    return [conditions[name] for name in names]
+    names_column = DB.database_name if model is DB else None
+    keys = [name for name in names if name not in conditions]
+    return [conditions[name] for name in names if name in conditions] + bound_key_conditions(
+        model.instance_id, names_column, keys
+    )
+
+
+def bound_key_conditions(
+    instance_id: Any, database_name: Any, names: Sequence[str]
+) -> list[ColumnElement[bool]]:
+    """:func:`filters.key_conditions` with each value a named parameter: on a row's key
+    (``instance_id``, ``database_name``) and its instance (``instances``, joined)."""
+    conditions: dict[str, Callable[[], ColumnElement[bool]]] = {
+        "instance_ids": lambda: instance_id.in_(bindparam("instance_ids", expanding=True)),
+        "db_type": lambda: Instance.db_type == bindparam("db_type"),
+        "environment": lambda: Instance.environment == bindparam("environment"),
+        "instance_name_pattern": lambda: Instance.name.ilike(
+            bindparam("instance_name_pattern"), escape="\\"
+        ),
+        "database_name": lambda: database_name == bindparam("database_name"),
+        "database_name_prefix": lambda: database_name.like(
+            bindparam("database_name_prefix"), escape="\\"
+        ),
+        "database_name_contains": lambda: database_name.ilike(
+            bindparam("database_name_contains"), escape="\\"
+        ),
+    }
+    return [conditions[name]() for name in names]
 
 
 def series(

@@ -17,7 +17,13 @@ from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggre
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.instances.models import Instance
 from dbsize.statistics.bound import like_escaped
-from dbsize.statistics.schemas import SortField, SortOrder
+from dbsize.statistics.rendered import rendered
+from dbsize.statistics.schemas import (
+    DatabaseStatistics,
+    InstanceStatistics,
+    SortField,
+    SortOrder,
+)
 
 DB = DatabaseSizeAggregation
 INST = InstanceSizeAggregation
@@ -166,3 +172,18 @@ def keyset_condition(
     if after.value is None:
         return and_(sort_col.is_(None), key_after)
     return or_(sort_col.is_(None), and_(sort_col.is_not(None), value_after))
+
+
+def rendered_page(
+    rows: Select[Any], model: type[DB] | type[INST], sort: SortField, order: SortOrder
+) -> Select[Any]:
+    """A page of ``rows`` as JSON objects (``statistics.rendered``) in the page's order, with
+    the sort value and the key beside each (the next page's cursor)."""
+    keys = [column.key for column in key_columns(model)]
+    nullable = sort not in NOT_NULL_SORTS
+    return rendered(
+        rows,
+        DatabaseStatistics if model is DB else InstanceStatistics,
+        keep=tuple(dict.fromkeys([sort.value, *keys])),
+        order_by=lambda c: ordering(c[sort.value], [c[k] for k in keys], order, nullable=nullable),
+    )

@@ -13,14 +13,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, TableClause, column, select, table, true
+from sqlalchemy import Select, TableClause, bindparam, column, select, table, true
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Executable
 
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.instances.models import Instance
-from dbsize.statistics.filters import DB, INST, StatisticsFilter, key_conditions
+from dbsize.statistics.bound import bound_key_conditions, filter_values, statement
+from dbsize.statistics.filters import (
+    DB,
+    INST,
+    NOT_NULL_SORTS,
+    StatisticsFilter,
+    key_columns,
+    key_conditions,
+    ordering,
+    rendered_page,
+)
 from dbsize.statistics.kept import keep
-from dbsize.statistics.schemas import StatisticsLevel
+from dbsize.statistics.schemas import SortField, SortOrder, StatisticsLevel
 
 _SORT_VALUES = ("avg_size_mb", "size_change_mb", "size_change_percent")
 
@@ -55,24 +66,72 @@ def kept_scope(level: StatisticsLevel, flt: StatisticsFilter, version: str) -> S
     is on the instance: the join of 20,000 rows was a third of the page's time)."""
     kept = _kept_table(level)
     names = kept.c.database_name if level is StatisticsLevel.database else None
-    conditions: list[ColumnElement[bool]] = [
-        kept.c.version == version,
-        *key_conditions(kept.c.instance_id, names, flt),
-    ]
-    scope = select(kept)
-    if _instance_filtered(flt):
-        scope = scope.join(Instance, Instance.id == kept.c.instance_id)
-    return scope.where(*conditions)
+    conditions = key_conditions(kept.c.instance_id, names, flt)
+    return _joined(select(kept), kept, _instance_filtered(flt)).where(
+        kept.c.version == version, *conditions
+    )
 
 
-def kept_rows(level: StatisticsLevel, page: Any, period_type: PeriodType) -> Select[Any]:
-    """The statistics rows (with the instance's name) of a page of kept keys and periods: one
+def kept_first_page(
+    level: StatisticsLevel,
+    flt: StatisticsFilter,
+    *,
+    sort: SortField,
+    order: SortOrder,
+    version: str,
+    limit: int,
+) -> tuple[Executable, dict[str, Any]]:
+    """The first page of :func:`kept_scope` in the page's order as JSON rows
+    (``filters.rendered_page``): a statement built once per shape (which filters, the sort
+    and the order) and its values."""
+    model: type[DB] | type[INST] = DB if level is StatisticsLevel.database else INST
+    values = filter_values(model, flt)  # the period type and the key's filters only here
+    names = tuple(values)
+
+    def build() -> Executable:
+        kept = _kept_table(level)
+        key_names = [name for name in names if name != "period_type"]
+        database_name = kept.c.database_name if model is DB else None
+        instance_filtered = bool(_INSTANCE_FILTERS.intersection(names))
+        scope = (
+            _joined(select(kept), kept, instance_filtered)
+            .where(
+                kept.c.version == bindparam("version"),
+                *bound_key_conditions(kept.c.instance_id, database_name, key_names),
+            )
+            .subquery()
+        )
+        keys = [scope.c[column.key] for column in key_columns(model)]
+        nullable = sort not in NOT_NULL_SORTS
+        page = (
+            select(scope)
+            .order_by(*ordering(scope.c[sort.value], keys, order, nullable=nullable))
+            .limit(bindparam("limit"))
+            .subquery()
+        )
+        rows = kept_rows(level, page, bindparam("period_type"))
+        return rendered_page(rows, model, sort, order)
+
+    query = statement(("kept_first_page", level, names, sort, order), build)
+    return query, {**values, "version": version, "limit": limit}
+
+
+_INSTANCE_FILTERS = frozenset({"db_type", "environment", "instance_name_pattern"})
+
+
+def _joined(scope: Select[Any], kept: TableClause, instance_filtered: bool) -> Select[Any]:
+    return scope.join(Instance, Instance.id == kept.c.instance_id) if instance_filtered else scope
+
+
+def kept_rows(level: StatisticsLevel, page: Any, period_type: Any) -> Select[Any]:
+    """The statistics rows (with the instance's name) of a page of kept keys and periods of
+    ``period_type`` (a value or a bound parameter): one
     primary-key lookup per row of the page. (A join let the planner merge on the period alone,
     which all rows of a page share: 100,000 pairs filtered for 101 rows.)"""
     model: type[DB] | type[INST] = DB if level is StatisticsLevel.database else INST
     on = [
         model.instance_id == page.c.instance_id,
-        model.period_type == period_type.value,
+        model.period_type == period_type,
         model.period_start == page.c.period_start,
     ]
     if model is DB:

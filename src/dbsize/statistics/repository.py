@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import (
     Float,
-    Select,
     Text,
     bindparam,
     cast,
@@ -50,12 +49,12 @@ from dbsize.statistics.filters import (
     newest_in_scope,
     ordering,
     period_window,
+    rendered_page,
 )
-from dbsize.statistics.latest import kept_rows, kept_scope
+from dbsize.statistics.latest import kept_first_page, kept_rows, kept_scope
 from dbsize.statistics.rendered import rendered
 from dbsize.statistics.schemas import (
     DatabaseStatistics,
-    InstanceStatistics,
     SortField,
     SortOrder,
     StatisticsLevel,
@@ -63,21 +62,6 @@ from dbsize.statistics.schemas import (
 
 # Written by statistics/capacities.py with SQL; read here only for the forecast's ETag.
 _CAPACITIES = table("database_capacities", column("updated_at"))
-
-
-def _rendered_page(
-    rows: Select[Any], model: type[DB] | type[INST], sort: SortField, order: SortOrder
-) -> Select[Any]:
-    """A page of ``rows`` as JSON objects (``statistics.rendered``) in the page's order, with
-    the sort value and the key beside each (the next page's cursor)."""
-    keys = [column.key for column in key_columns(model)]
-    nullable = sort not in NOT_NULL_SORTS
-    return rendered(
-        rows,
-        DatabaseStatistics if model is DB else InstanceStatistics,
-        keep=tuple(dict.fromkeys([sort.value, *keys])),
-        order_by=lambda c: ordering(c[sort.value], [c[k] for k in keys], order, nullable=nullable),
-    )
 
 
 class StatisticsRepository:
@@ -111,6 +95,11 @@ class StatisticsRepository:
         each as its JSON object (``row``) with its sort value and key columns beside it.
         ``kept_version``: ``latest=true`` from the kept newest periods (``statistics.latest``)."""
         model: type[DB] | type[INST] = DB if level is StatisticsLevel.database else INST
+        if kept_version is not None and after is None:
+            query, params = kept_first_page(
+                level, flt, sort=sort, order=order, version=kept_version, limit=limit
+            )
+            return await self._rows(query, params)
         if kept_version is not None:
             scope_sq = kept_scope(level, flt, kept_version).subquery()
         elif flt.latest:
@@ -135,8 +124,8 @@ class StatisticsRepository:
         query = query.order_by(*ordering(sort_col, keys, order, nullable=nullable)).limit(limit)
         if kept_version is not None:
             # The page's keys and periods come from the narrow kept rows; only they are read.
-            query = kept_rows(level, query.subquery(), flt.period_type)
-        return await self._rows(_rendered_page(query, model, sort, order))
+            query = kept_rows(level, query.subquery(), flt.period_type.value)
+        return await self._rows(rendered_page(query, model, sort, order))
 
     async def _first_page(
         self,
@@ -163,7 +152,7 @@ class StatisticsRepository:
                 .order_by(*order_by)
                 .limit(bindparam("limit"))
             )
-            return _rendered_page(page, model, sort, order)
+            return rendered_page(page, model, sort, order)
 
         query = statement(("first_page", model.__tablename__, names, sort, order), build)
         return await self._rows(query, {**values, "limit": limit})
