@@ -431,6 +431,7 @@ async def explain(rendered: str) -> None:
 
     from dbsize.aggregation.schemas import PeriodType
     from dbsize.statistics.filters import StatisticsFilter
+    from dbsize.statistics.forecast_page import ForecastQuery
     from dbsize.statistics.forecast_sql import fits_sql
     from dbsize.statistics.schemas import (
         GrowthMeasure,
@@ -439,7 +440,7 @@ async def explain(rendered: str) -> None:
         SortOrder,
         StatisticsLevel,
     )
-    from dbsize.statistics.service import ForecastQuery, StatisticsService
+    from dbsize.statistics.service import StatisticsService
 
     engine = create_engine(rendered, pool_size=1)
     captured: list[tuple[str, object]] = []

@@ -22,6 +22,7 @@ from dbsize.openapi_docs import problems
 from dbsize.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from dbsize.periods import today_in
 from dbsize.statistics.forecast import ForecastStatus
+from dbsize.statistics.forecast_page import ForecastQuery
 from dbsize.statistics.params import (
     NOT_MODIFIED,
     DatabaseName,
@@ -54,12 +55,7 @@ from dbsize.statistics.schemas import (
     StatisticsLevel,
     TopGrowers,
 )
-from dbsize.statistics.service import (
-    FORECAST_PERIOD_TYPES,
-    ForecastQuery,
-    StatisticsService,
-    version_tag,
-)
+from dbsize.statistics.service import FORECAST_PERIOD_TYPES, StatisticsService, version_tag
 
 router = APIRouter(tags=["statistics"])
 

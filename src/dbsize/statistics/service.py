@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from itertools import groupby
@@ -21,15 +20,15 @@ from dbsize.pagination import decode_cursor, encode_cursor
 from dbsize.periods import previous_period_start
 from dbsize.statistics.capacities import CapacityRepository
 from dbsize.statistics.filters import Keyset, StatisticsFilter, kept_latest_applies
-from dbsize.statistics.fleet import FleetRepository, ForecastAfter, ForecastScope
-from dbsize.statistics.forecast import Fit, ForecastStatus, Projection, classify
+from dbsize.statistics.fleet import FleetRepository, ForecastScope
+from dbsize.statistics.forecast import ForecastStatus
+from dbsize.statistics.forecast_page import ForecastQuery, forecast_after, forecast_row
 from dbsize.statistics.latest import keep_latest
 from dbsize.statistics.rendered import RawJson, json_array, json_object
 from dbsize.statistics.repository import StatisticsRepository
 from dbsize.statistics.schemas import (
     DatabaseCapacity,
     Forecast,
-    ForecastRow,
     Freshness,
     GrowthMeasure,
     InstanceTotals,
@@ -54,20 +53,6 @@ def version_tag(*parts: Any) -> str:
     """A weak ETag from the (small) values a response depends on."""
     digest = hashlib.sha256(repr(parts).encode()).hexdigest()[:24]
     return f'W/"{digest}"'
-
-
-@dataclass(frozen=True)
-class ForecastQuery:
-    level: StatisticsLevel
-    threshold_mb: Decimal | None
-    horizon_days: int
-    window_days: int
-    instance_ids: tuple[int, ...]
-    db_type: str | None
-    environment: str | None
-    statuses: tuple[ForecastStatus, ...]
-    instance_name_contains: str | None = None
-    database_name_contains: str | None = None
 
 
 def _sort_value(sort: SortField, raw: Any) -> Any:
@@ -98,50 +83,6 @@ def _cursor_of(row: dict[str, Any], level: StatisticsLevel, sort: SortField) -> 
     if level is StatisticsLevel.database:
         return encode_cursor(value, row["instance_id"], row["database_name"], row["period_start"])
     return encode_cursor(value, row["instance_id"], row["period_start"])
-
-
-def _forecast_row(row: dict[str, Any], projection: Projection) -> ForecastRow:
-    threshold = row["threshold_mb"]
-    return ForecastRow(
-        instance_id=row["instance_id"],
-        instance_name=row["instance_name"],
-        database_name=row["database_name"] or None,
-        status=projection.status,
-        threshold_mb=threshold,
-        last_value_mb=row["last_value"],
-        last_sample_date=row["last_sample_date"],
-        points=row["points"],
-        slope_mb_per_day=row["slope"],
-        r2=row["r2"],
-        days_until_threshold=projection.days_until_threshold,
-        projected_date=projection.projected_date,
-        earliest_date=projection.earliest_date,
-    )
-
-
-def _fit(row: dict[str, Any]) -> Fit:
-    last_value = row["last_value"]
-    return Fit(
-        points=row["points"],
-        slope=row["slope"],
-        intercept=row["intercept"],
-        r2=row["r2"],
-        mean_x=row["mean_x"],
-        sxx=row["sxx"],
-        residual_ss=row["residual_ss"],
-        last_x=row["last_x"],
-        last_value=float(last_value) if last_value is not None else None,
-    )
-
-
-def _forecast_after(cursor: str) -> ForecastAfter:
-    rank, days, instance_id, name = decode_cursor(cursor, 4)
-    try:
-        return ForecastAfter(
-            int(rank), None if days is None else float(days), int(instance_id), str(name or "")
-        )
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput("cursor is not a value this API returned") from exc
 
 
 class StatisticsService:
@@ -387,7 +328,7 @@ class StatisticsService:
                 scope.stale_before,
             )
             await self.fleet.ensure_ranks(scope, fits_version=fits_version, version=ranks_version)
-        after = _forecast_after(cursor) if cursor else None
+        after = forecast_after(cursor) if cursor else None
         counts, rows = await self.fleet.forecast_page(
             scope,
             fits_version=fits_version,
@@ -395,7 +336,9 @@ class StatisticsService:
             limit=limit + 1,
             ranks_version=ranks_version,
         )
-        page = [self._forecast_row(row, query.horizon_days, scope.stale_before) for row in rows]
+        page = [
+            forecast_row(row, self.today, query.horizon_days, scope.stale_before) for row in rows
+        ]
         next_cursor = None
         if len(page) > limit:
             page = page[:limit]
@@ -415,20 +358,6 @@ class StatisticsService:
             next_cursor=next_cursor,
             limit=limit,
         )
-
-    def _forecast_row(
-        self, row: dict[str, Any], horizon_days: int, stale_before: date
-    ) -> ForecastRow:
-        threshold = row["threshold_mb"]
-        projection = classify(
-            _fit(row),
-            threshold=float(threshold) if threshold is not None else None,
-            today=self.today,
-            horizon_days=horizon_days,
-            last_sample_date=row["last_sample_date"],
-            stale_before=stale_before,
-        )
-        return _forecast_row(row, projection)
 
     async def put_capacity(
         self, instance_id: int, database_name: str, capacity_mb: Decimal
