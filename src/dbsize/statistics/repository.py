@@ -181,9 +181,11 @@ class StatisticsRepository:
 
     async def instance_series(
         self, instance_id: int, period_type: PeriodType, start: date | None, end: date | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[str]:
+        """The instance's rows as JSON texts, oldest first."""
         query = series(INST, start=start is not None, end=end is not None, database_name=False)
-        return await self._rows(query, window_params(instance_id, period_type, start, end))
+        params = window_params(instance_id, period_type, start, end)
+        return list((await core_execute(self.session, query, params)).scalars())
 
     async def database_series(
         self,
@@ -192,7 +194,8 @@ class StatisticsRepository:
         start: date | None,
         end: date | None,
         database_name: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[tuple[str, str]]:
+        """The databases' rows as (JSON text, database name), by name and oldest first."""
         query = series(
             DB,
             start=start is not None,
@@ -202,7 +205,7 @@ class StatisticsRepository:
         params = window_params(instance_id, period_type, start, end)
         if database_name is not None:
             params["database_name"] = database_name
-        return await self._rows(query, params)
+        return [tuple(row) for row in await core_execute(self.session, query, params)]
 
     async def database_sizes(
         self, instance_id: int, period_type: PeriodType, start: date | None, end: date | None

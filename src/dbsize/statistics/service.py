@@ -194,10 +194,8 @@ class StatisticsService:
         if include is SeriesInclude.databases:
             points = await self.repository.database_series(instance_id, period_type, start, end)
             databases = json_array(
-                json_object(
-                    {"database_name": database, "series": json_array(p["row"] for p in group)}
-                )
-                for database, group in groupby(points, key=itemgetter("database_name"))
+                json_object({"database_name": database, "series": json_array(p[0] for p in group)})
+                for database, group in groupby(points, key=itemgetter(1))
             )
         elif include is SeriesInclude.database_sizes:
             columns = await self.repository.database_sizes(instance_id, period_type, start, end)
@@ -222,7 +220,7 @@ class StatisticsService:
                 "instance_id": instance_id,
                 "instance_name": name,
                 "period_type": period_type,
-                "series": json_array(row["row"] for row in rows),
+                "series": json_array(rows),
                 "databases": databases,
                 "database_sizes": sizes,
             }
@@ -251,7 +249,7 @@ class StatisticsService:
                 "instance_name": name,
                 "database_name": database_name,
                 "period_type": period_type,
-                "series": json_array(row["row"] for row in rows),
+                "series": json_array(row for row, _ in rows),
             }
         )
 
