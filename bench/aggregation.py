@@ -58,7 +58,7 @@ from dbsize.aggregation.schemas import AggregationScope, PeriodResult, PeriodTyp
 from dbsize.aggregation.service import commit_changes, prepare_incremental
 from dbsize.config import Settings
 from dbsize.db import create_engine, create_sessionmaker
-from dbsize.jobs.runner import aggregate_periods
+from dbsize.jobs.periods import aggregate_periods
 from dbsize.migrate import create_and_upgrade, drop_database
 from dbsize.samples.models import SizeSample
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from dbsize.aggregation.schemas import ALL_PERIOD_TYPES, AggregationScope, ScopeKind
 from dbsize.config import Settings
 from dbsize.db import create_engine, create_sessionmaker
-from dbsize.jobs.runner import aggregate_periods
+from dbsize.jobs.periods import aggregate_periods
 from dbsize.keys.bootstrap import create_key
 from dbsize.keys.tokens import Scope
 from dbsize.main import create_app

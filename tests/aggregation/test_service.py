@@ -24,7 +24,7 @@ from dbsize.aggregation.schemas import (
 )
 from dbsize.aggregation.service import aggregate_period, is_transient_db_error
 from dbsize.aggregation.sql.common import Calendar
-from dbsize.jobs.runner import aggregate_periods
+from dbsize.jobs.periods import aggregate_periods
 from tests.aggregation.helpers import (
     as_of_scope,
     create_instances,

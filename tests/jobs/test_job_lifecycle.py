@@ -213,7 +213,7 @@ class TestPeriodFailure:
         async def broken(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("bug in the engine")
 
-        monkeypatch.setattr("dbsize.jobs.runner.aggregate_period", broken)
+        monkeypatch.setattr("dbsize.jobs.periods.aggregate_period", broken)
         job = await wait_for_job(client, (await submit(client))["id"])
         assert job["status"] == "failed"
         assert_settled(job)

@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -30,80 +29,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dbsize.aggregation.schemas import AggregationScope, PeriodResult, PeriodType, ScopeKind
 from dbsize.aggregation.service import (
-    aggregate_period,
     commit_changes,
     is_transient_db_error,
     snapshot_changes,
 )
 from dbsize.config import Settings
 from dbsize.db import session_scope
-from dbsize.errors import PROBLEM_BASE
 from dbsize.jobs.lease import LeaseRepository
 from dbsize.jobs.locks import instance_locks
 from dbsize.jobs.models import AggregationJob, JobKind, JobStatus, RecordStatus
+from dbsize.jobs.outcome import JobOutcome, final_status, job_problem, period_problem
+from dbsize.jobs.periods import aggregate_periods
 from dbsize.jobs.repository import JobRepository
 from dbsize.jobs.service import Clock, utc_now
 from dbsize.logging import get_logger
 
 log = get_logger("dbsize.jobs")
-
-
-MayStart = Callable[[PeriodType], Awaitable[bool]]
-BeforeCommit = Callable[[AsyncSession, PeriodResult], Awaitable[None]]
-
-
-async def aggregate_periods(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    period_types: Sequence[PeriodType],
-    scope: AggregationScope,
-    instance_ids: Sequence[int],
-    *,
-    job_id: uuid.UUID | None,
-    today: date,
-    trend_threshold_percent: float = 5.0,
-    concurrency: int = 1,
-    may_start: MayStart | None = None,
-    before_commit: BeforeCommit | None = None,
-) -> list[PeriodResult]:
-    """Run ``aggregate_period`` for each period type, each in its own transaction and
-    session, up to ``concurrency`` at once (no period type reads another's rows). The engine
-    computes one period type in one transaction; running several is the job's business.
-
-    ``may_start(period_type)`` is awaited before a period starts; False skips it (a cancel),
-    and that period has no result. ``before_commit(session, result)`` runs inside the period's
-    transaction and may raise to roll it back (a lost lease). Results come back in the order of
-    ``period_types``. If any period raises, the others are cancelled and the error propagates.
-    """
-    slots = asyncio.Semaphore(max(1, concurrency))
-
-    async def one(period_type: PeriodType) -> PeriodResult | None:
-        async with slots:
-            if may_start is not None and not await may_start(period_type):
-                return None
-            async with session_scope(sessionmaker) as session:
-                result = await aggregate_period(
-                    session,
-                    period_type,
-                    scope,
-                    instance_ids,
-                    job_id=job_id,
-                    today=today,
-                    trend_threshold_percent=trend_threshold_percent,
-                )
-                if before_commit is not None:
-                    await before_commit(session, result)
-            return result
-
-    # asyncio.Semaphore wakes waiters first in, first out: periods start in the given order.
-    tasks = [asyncio.create_task(one(period_type)) for period_type in period_types]
-    try:
-        results = await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    return [result for result in results if result is not None]
 
 
 class LeaseLost(Exception):
@@ -118,48 +59,12 @@ class TransientJobError(Exception):
         self.cause = cause
 
 
-@dataclass(frozen=True)
-class JobOutcome:
-    job_id: uuid.UUID
-    status: JobStatus
-
-
-def final_status(results: Sequence[PeriodResult], *, cancelled: bool) -> JobStatus:
-    if cancelled:
-        return JobStatus.cancelled
-    failed = [r for r in results if not r.succeeded]
-    if failed and len(failed) == len(results):
-        return JobStatus.failed
-    if failed:
-        return JobStatus.partial
-    return JobStatus.succeeded
-
-
-def _period_problem(results: Sequence[PeriodResult], status: JobStatus) -> dict[str, Any] | None:
-    failed = [r for r in results if not r.succeeded]
-    if not failed:
-        return None
-    return {
-        "type": PROBLEM_BASE + "period-failed",
-        "title": "Some periods failed" if status is JobStatus.partial else "Every period failed",
-        "status": 500,
-        "detail": "; ".join(
-            f"{r.period_type}: {r.error.detail if r.error else 'failed'}" for r in failed
-        ),
-        "failed_periods": [r.period_type.value for r in failed],
-    }
-
-
 async def _finish_quietly(task: asyncio.Task[None]) -> None:
     """Let a side task end (cancelled if still running); its own error is not the job's."""
     if not task.done():
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
-
-
-def job_problem(kind: str, title: str, detail: str) -> dict[str, Any]:
-    return {"type": PROBLEM_BASE + kind, "title": title, "status": 500, "detail": detail}
 
 
 class JobRunner:
@@ -341,7 +246,7 @@ class JobRunner:
             else:
                 await repo.settle_records_from_results(job.id)
                 await commit_changes(session, scope, results)
-            problem = _period_problem(results, status)
+            problem = period_problem(results, status)
             counters = await repo.finish(job.id, status, token=token, error=problem)
             if counters is None:
                 raise LeaseLost

@@ -18,9 +18,9 @@ from dbsize.config import Settings
 from dbsize.db import session_scope
 from dbsize.jobs.lease import LeaseRepository
 from dbsize.jobs.models import JobStatus, RecordStatus
+from dbsize.jobs.outcome import job_problem
 from dbsize.jobs.queue import enqueue, redrive
 from dbsize.jobs.repository import JobRepository
-from dbsize.jobs.runner import job_problem
 from dbsize.logging import get_logger
 
 log = get_logger("dbsize.jobs.sweeper")
