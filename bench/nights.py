@@ -14,6 +14,12 @@ Builds the fleet of ``bench/aggregation.py`` (1,000 instances x 20 databases x 3
 2. on top of it, one more day, 2026-07-01 (the first of a month and a quarter: a new month's
    and quarter's rows), the same way.
 
+With ``--template NAME`` no fleet is built: the copies are made of a kept one (for example the
+real path's, ``bench/aggregation.py --instances 5000 --days 92 --nights 0 --keep``), and
+``--nights N`` runs N nights from 2026-06-30 on each copy. ``--upgrade`` migrates each copy to
+the code's head first (a kept fleet of older code). Run it with ``PYTHONPATH`` pointing at
+another checkout's ``src`` to time that code on the same copies.
+
 With ``--same-day`` each night runs on the day its samples are dated (a cron after a collector
 that dates its samples the day it collects them): the first night leaves that day, month and
 quarter open, and the second completes them beside its new day's, month's and quarter's rows.
@@ -100,14 +106,21 @@ async def build_template(url: str, instances: int, databases: int, days: int) ->
         await engine.dispose()
 
 
-async def nights_on_copy(url: str, instances: int, *, same_day: bool) -> list[Night]:
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+async def nights_on_copy(
+    url: str, instances: int, *, same_day: bool, nights: tuple[date, ...] = NIGHTS
+) -> list[Night]:
     engine = create_engine(url, pool_size=4)
     sessionmaker = create_sessionmaker(engine)
     conn = await asyncpg.connect(_dsn(url))
     ids = list(range(1, instances + 1))
     nights = []
     try:
-        for day in NIGHTS:
+        for day in nights:
             await add_new_day(conn, day)
             await conn.execute("ANALYZE sample_changes")
             await conn.execute("CHECKPOINT")
@@ -138,7 +151,7 @@ def report_night(copy: int, night: Night) -> None:
 
 
 def report_spread(all_nights: list[list[Night]]) -> None:
-    for index, day in enumerate(NIGHTS):
+    for index, day in enumerate(night.day for night in all_nights[0]):
         times = sorted(nights[index].seconds for nights in all_nights)
         busy = statistics.median(nights[index].busy for nights in all_nights)
         under = sum(t < 1 for t in times)
@@ -150,7 +163,12 @@ def report_spread(all_nights: list[list[Night]]) -> None:
 
 
 async def main_async(args: argparse.Namespace, template: str) -> None:
-    await build_template(template, args.instances, args.databases, args.days)
+    if not args.template:
+        await build_template(template, args.instances, args.databases, args.days)
+    days = tuple(NEW_DAY + timedelta(days=n) for n in range(args.nights))
+    import dbsize
+
+    print(f"code: {dbsize.__file__}; load average {loadavg()}")
     server = await asyncpg.connect(_dsn(SERVER_URL))
     template_name = make_url(template).database
     all_nights = []
@@ -161,13 +179,20 @@ async def main_async(args: argparse.Namespace, template: str) -> None:
             began = time.perf_counter()
             await server.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
             print(f"copy {copy} made in {time.perf_counter() - began:.1f} s")
+            if args.log_statements:  # each statement's duration in the server's log
+                await server.execute(f'ALTER DATABASE "{name}" SET log_min_duration_statement = 0')
             try:
-                nights = await nights_on_copy(url, args.instances, same_day=args.same_day)
+                if args.upgrade:
+                    await asyncio.to_thread(create_and_upgrade, url)
+                nights = await nights_on_copy(
+                    url, args.instances, same_day=args.same_day, nights=days
+                )
             finally:
                 await drop_database(url)
             for night in nights:
                 report_night(copy, night)
             all_nights.append(nights)
+            print(f"load average {loadavg()}")
     finally:
         await server.close()
     print()
@@ -184,7 +209,17 @@ def main() -> None:
         "--same-day", action="store_true", help="run each night on its samples' own day"
     )
     parser.add_argument("--keep", action="store_true", help="keep the recomputed fleet")
+    parser.add_argument("--template", help="copy this kept fleet instead of building one")
+    parser.add_argument("--nights", type=int, default=len(NIGHTS), help="nights per copy")
+    parser.add_argument("--upgrade", action="store_true", help="migrate each copy first")
+    parser.add_argument(
+        "--log-statements", action="store_true", help="log every statement's duration"
+    )
     args = parser.parse_args()
+    if args.template:
+        template = make_url(SERVER_URL).set(database=args.template)
+        asyncio.run(main_async(args, template.render_as_string(hide_password=False)))
+        return
     name = f"dbsize_bench_nights_{uuid.uuid4().hex[:8]}"
     template = make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
     create_and_upgrade(template)  # outside the event loop: Alembic runs its own
