@@ -112,7 +112,7 @@ def loadavg() -> str:
 
 
 async def nights_on_copy(
-    url: str, instances: int, *, same_day: bool, nights: tuple[date, ...] = NIGHTS
+    url: str, instances: int, *, same_day: bool, days: tuple[date, ...] = NIGHTS
 ) -> list[Night]:
     engine = create_engine(url, pool_size=4)
     sessionmaker = create_sessionmaker(engine)
@@ -120,7 +120,7 @@ async def nights_on_copy(
     ids = list(range(1, instances + 1))
     nights = []
     try:
-        for day in nights:
+        for day in days:
             await add_new_day(conn, day)
             await conn.execute("ANALYZE sample_changes")
             await conn.execute("CHECKPOINT")
@@ -185,7 +185,7 @@ async def main_async(args: argparse.Namespace, template: str) -> None:
                 if args.upgrade:
                     await asyncio.to_thread(create_and_upgrade, url)
                 nights = await nights_on_copy(
-                    url, args.instances, same_day=args.same_day, nights=days
+                    url, args.instances, same_day=args.same_day, days=days
                 )
             finally:
                 await drop_database(url)

@@ -172,8 +172,17 @@ class TestPlanTargets:
                 assert write.write_start == periods.period_start(
                     targets.period_type, write.read.start
                 )
+            elif write.kind is WriteKind.appends and write.read is not None:
+                # every reading target reads that one day: its samples, not the targets' arrays
+                assert targets.read is not None
+                assert write.read == targets.read
+                assert write.read.start == write.read.end
             else:
                 assert write.instance_ids is None  # the targets' own arrays
+                assert write.read is None
+                if write.kind is WriteKind.appends:  # the reading targets read different days
+                    assert targets.read is not None
+                    assert targets.read.start != targets.read.end
                 continue
             assert write.instance_ids == tuple(targets.reading_instances)
 

@@ -185,7 +185,14 @@ class AggregationRepository:
             return await self._merge(sql.complete_ended(table, write.period_type), values)
         if write.kind is WriteKind.appends:
             appends = sql.database_appends if database else sql.instance_appends
-            return await self._merge(appends(write.period_type), values)
+            same_day = write.read is not None
+            if write.read is not None and write.instance_ids is not None:
+                values |= {
+                    "ids": list(write.instance_ids),
+                    "read_start": write.read.start,
+                    "read_end": write.read.end,
+                }
+            return await self._merge(appends(write.period_type, same_day=same_day), values)
         if write.into_empty is None:
             raise ValueError("a targets write says whether its range is empty")
         general = sql.database_targets if database else sql.instance_targets

@@ -13,7 +13,8 @@ per level (database first, then instance):
 - database level, a week, month or quarter with nothing stored that reads one day
   (``Targets.opening_day``): ``opening``;
 - every target merged, reading one day, none following another (``Targets.appends``):
-  ``appends``;
+  ``appends``; when they all read the same day, that day's samples of the reading instances
+  (``read``, ``instance_ids``), not joined with the targets;
 - anything else: ``targets``, the general statement, with the shape the targets need.
 
 The three one-day writes are followed by ``complete_ended`` when the period of some target that
@@ -183,9 +184,11 @@ class Write:
     level: Level
     period_type: PeriodType
     instance_ids: tuple[int, ...] | None = None
-    """The instances it reads (window, opening); None: the targets' own (their arrays)."""
+    """The instances it reads (window, opening, same-day appends); None: the targets' own
+    (their arrays)."""
     read: DateWindow | None = None
-    """Window and opening: the days read."""
+    """Window and opening: the days read; appends: the one day every reading target reads
+    (None: the targets read different days, each its own)."""
     write_start: date | None = None
     """Window and opening: the first period written."""
     into_empty: bool | None = None
@@ -315,6 +318,13 @@ def _plan_level(targets: Targets, level: Level, some: Ended) -> tuple[Write, ...
         return (opening, *ended)
     if targets.appends:
         appended = complete if some.reading and level is Level.database else ended
+        # Every reading target reads the same day (the usual night): that day's samples of
+        # the reading instances are the source, without joining the targets' arrays.
+        if targets.read.start == targets.read.end:
+            same_day = Write(
+                WriteKind.appends, level, period_type, instance_ids=reading, read=targets.read
+            )
+            return (same_day, *appended)
         return (Write(WriteKind.appends, level, period_type), *appended)
     shape = targets.shape(database=level is Level.database)
     return (Write(WriteKind.targets, level, period_type, into_empty=targets.unstored, shape=shape),)
