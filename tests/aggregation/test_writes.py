@@ -96,7 +96,7 @@ TABLE: list[tuple[str, Rule, WriteKind | None]] = [
     ("a new day", lambda t, _: t.single_day_read is not None, WriteKind.window),
     (
         "a new period's first day",
-        lambda t, level: level is Level.database and t.opening_day is not None,
+        lambda t, _: t.opening_day is not None,
         WriteKind.opening,
     ),
     ("one day appended", lambda t, _: t.appends, WriteKind.appends),

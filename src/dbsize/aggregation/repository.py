@@ -215,7 +215,12 @@ class AggregationRepository:
             "threshold": Decimal(str(context.trend_threshold_percent)),
         }
         if write.kind is WriteKind.opening:
-            return await self._merge(sql.database_opening(write.period_type), values)
+            opening = (
+                sql.database_opening
+                if table == "database_size_aggregations"
+                else sql.instance_opening
+            )
+            return await self._merge(opening(write.period_type), values)
         if self._loading and table == "database_size_aggregations":
             loading = sql.database_window(write.period_type, table=rebuild.LOADING)
             return await self._merge(loading, values)

@@ -10,8 +10,8 @@ per level (database first, then instance):
 - no target reads samples (a night without new samples): ``complete_ended`` if a period ended;
 - daily, every reading target reads the same day (``Targets.single_day_read``): ``window`` over
   that day and the one before;
-- database level, a week, month or quarter with nothing stored that reads one day
-  (``Targets.opening_day``): ``opening``;
+- a week, month or quarter with nothing stored that reads one day (``Targets.opening_day``):
+  ``opening``;
 - every target merged, reading one day, none following another (``Targets.appends``):
   ``appends``; when they all read the same day, that day's samples of the reading instances
   (``read``, ``instance_ids``), not joined with the targets;
@@ -144,7 +144,7 @@ class Targets:
     def opening_day(self) -> date | None:
         """:attr:`single_day` of a week, month or quarter when no target that reads has stored
         rows (a night's new period): each database's row is then its one sample
-        (``sql.database_opening``)."""
+        (``sql.database_opening``), and each instance's its day's total (``instance_opening``)."""
         if self.period_type is PeriodType.daily or not self.reads_unstored:
             return None
         return self.single_day
@@ -162,7 +162,7 @@ class WriteKind(StrEnum):
     window = "window"
     """The window statement (``sql.database_window`` / ``instance_window``)."""
     opening = "opening"
-    """A new week, month or quarter's one day (``sql.database_opening``; database level)."""
+    """A new week, month or quarter's one day (``sql.database_opening`` / ``instance_opening``)."""
     appends = "appends"
     """One day appended to the stored rows (``sql.database_appends`` / ``instance_appends``)."""
     targets = "targets"
@@ -306,7 +306,7 @@ def _plan_level(targets: Targets, level: Level, some: Ended) -> tuple[Write, ...
             into_empty=targets.reads_unstored,
         )
         return (window, *ended)
-    if level is Level.database and (day := targets.opening_day) is not None:
+    if (day := targets.opening_day) is not None:
         opening = Write(
             WriteKind.opening,
             level,

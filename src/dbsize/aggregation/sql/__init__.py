@@ -15,7 +15,12 @@ from dbsize.aggregation.sql.appends import complete_ended, database_appends, ins
 from dbsize.aggregation.sql.common import KEY_MAX_DAYS
 from dbsize.aggregation.sql.target_writes import database_targets, instance_targets
 from dbsize.aggregation.sql.targets import TARGET_ARRAYS, incremental_targets
-from dbsize.aggregation.sql.window import database_opening, database_window, instance_window
+from dbsize.aggregation.sql.window import (
+    database_opening,
+    database_window,
+    instance_opening,
+    instance_window,
+)
 
 __all__ = [
     "KEY_MAX_DAYS",
@@ -27,6 +32,7 @@ __all__ = [
     "database_window",
     "incremental_targets",
     "instance_appends",
+    "instance_opening",
     "instance_targets",
     "instance_window",
 ]

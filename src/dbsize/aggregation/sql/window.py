@@ -101,6 +101,38 @@ def database_opening(period_type: PeriodType) -> str:
     """
 
 
+def instance_opening(period_type: PeriodType) -> str:
+    """Instance level of :func:`database_opening`: each reading instance's new week, month or
+    quarter is its one day's total, its change against the stored row of the previous period
+    (hash-joined), as the general statement computes it for such targets without their arrays,
+    per-target lookups and sorts (at 100,000 databases: ~170 ms against ~100 ms). Parameters:
+    ids, read_start, read_end (the day), write_start, today, threshold, job_id. Only
+    ``INSERT``s, for the reason the database level's are."""
+    if period_type is PeriodType.daily:
+        raise ValueError("a new day is written by the daily window statement")
+    cal = Calendar(period_type)
+    ctes = f"""
+    days AS (
+        SELECT s.instance_id, s.collected_date AS day, sum(s.size_thousandths) * 0.001 AS total,
+               count(*)::int AS dbs
+        FROM size_samples AS s
+        WHERE s.instance_id = ANY(:ids) AND s.collected_date BETWEEN :read_start AND :read_end
+        GROUP BY 1, 2
+    ),
+    computed AS (
+        SELECT d.instance_id, :write_start AS period_start, 1 AS n, d.total AS sum_size,
+               d.total AS min_size, d.total AS max_size, d.dbs AS sum_dbs, d.dbs AS min_dbs,
+               d.dbs AS max_dbs, d.day AS first_date, d.day AS last_date,
+               d.total AS avg_size, p.avg_size_mb AS prev_avg
+        FROM days AS d
+        LEFT JOIN instance_size_aggregations AS p
+               ON p.instance_id = d.instance_id AND p.period_type = '{period_type.value}'
+              AND p.period_start = {cal.shift(":write_start", -1)}
+              AND p.instance_id = ANY(:ids)
+    )"""
+    return instance_merge(cal, ctes, into_empty=True, ordered=True)
+
+
 def database_window(
     period_type: PeriodType, *, into_empty: bool = False, table: str | None = None
 ) -> str:
