@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import statistics
 import time
@@ -69,6 +70,23 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / 100
 
 
+async def backend_ticks(conn: asyncpg.Connection) -> dict[int, int]:
+    """CPU clock ticks (user + system) of each other server backend of this database."""
+    pids = await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid()"
+    )
+    ticks = {}
+    for (pid,) in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # not on this machine, or gone
+            continue
+        ticks[pid] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -81,6 +99,9 @@ class Night:
     busy: float
     own: float
     periods: dict[str, float] = field(default_factory=dict)
+    backends: float = 0.0
+    """CPU-seconds of the job's server backends (this machine's /proc): the night's own work,
+    less sensitive to other load than its wall clock."""
 
 
 async def build_template(url: str, instances: int, databases: int, days: int) -> None:
@@ -125,8 +146,11 @@ async def nights_on_copy(
             await conn.execute("ANALYZE sample_changes")
             await conn.execute("CHECKPOINT")
             busy, own = machine_busy_seconds(), own_cpu_seconds()
+            ticks = await backend_ticks(conn)
             today = day if same_day else day + timedelta(days=1)
             run = await run_incremental(sessionmaker, str(day), ids, today)
+            after = await backend_ticks(conn)
+            backends = sum(t - ticks.get(pid, 0) for pid, t in after.items())
             nights.append(
                 Night(
                     day,
@@ -134,6 +158,7 @@ async def nights_on_copy(
                     machine_busy_seconds() - busy,
                     own_cpu_seconds() - own,
                     {r.period_type.value: r.duration_ms / 1000 for r in run.results},
+                    backends / os.sysconf("SC_CLK_TCK"),
                 )
             )
     finally:
@@ -146,7 +171,7 @@ def report_night(copy: int, night: Night) -> None:
     periods = "  ".join(f"{name} {seconds:.2f}" for name, seconds in night.periods.items())
     print(
         f"copy {copy} {night.day}: {night.seconds:.2f} s  (machine busy {night.busy:.2f} "
-        f"CPU-s, this process {night.own:.2f})  {periods}"
+        f"CPU-s, this process {night.own:.2f}, its backends {night.backends:.2f})  {periods}"
     )
 
 
@@ -154,11 +179,12 @@ def report_spread(all_nights: list[list[Night]]) -> None:
     for index, day in enumerate(night.day for night in all_nights[0]):
         times = sorted(nights[index].seconds for nights in all_nights)
         busy = statistics.median(nights[index].busy for nights in all_nights)
+        backends = statistics.median(nights[index].backends for nights in all_nights)
         under = sum(t < 1 for t in times)
         print(
             f"{day}: median {statistics.median(times):.2f} s, min {times[0]:.2f}, "
             f"max {times[-1]:.2f}; under 1 s in {under} of {len(times)}; "
-            f"median machine busy {busy:.2f} CPU-s"
+            f"median machine busy {busy:.2f} CPU-s, backends {backends:.2f} CPU-s"
         )
 
 
