@@ -16,7 +16,10 @@ Builds the fleet of ``bench/aggregation.py`` (1,000 instances x 20 databases x 3
 
 With ``--template NAME`` no fleet is built: the copies are made of a kept one (for example the
 real path's, ``bench/aggregation.py --instances 5000 --days 92 --nights 0 --keep``), and
-``--nights N`` runs N nights from 2026-06-30 on each copy. ``--upgrade`` migrates each copy to
+``--nights N`` runs N nights from 2026-06-30 on each copy; ``--vacuum`` vacuums the job's
+tables before each night, as autovacuum would in the day between two nights (it is off on
+the benchmark machine's server, so without it every dead row of the backfill and of earlier
+nights is still there). ``--upgrade`` migrates each copy to
 the code's head first (a kept fleet of older code). Run it with ``PYTHONPATH`` pointing at
 another checkout's ``src`` to time that code on the same copies.
 
@@ -133,7 +136,12 @@ def loadavg() -> str:
 
 
 async def nights_on_copy(
-    url: str, instances: int, *, same_day: bool, days: tuple[date, ...] = NIGHTS
+    url: str,
+    instances: int,
+    *,
+    same_day: bool,
+    days: tuple[date, ...] = NIGHTS,
+    vacuum: bool = False,
 ) -> list[Night]:
     engine = create_engine(url, pool_size=4)
     sessionmaker = create_sessionmaker(engine)
@@ -142,6 +150,11 @@ async def nights_on_copy(
     nights = []
     try:
         for day in days:
+            if vacuum:  # what autovacuum (off on the benchmark's server) does in a day
+                await conn.execute(
+                    "VACUUM sample_changes, aggregation_refresh_state, aggregation_coverage, "
+                    "database_size_aggregations, instance_size_aggregations"
+                )
             await add_new_day(conn, day)
             await conn.execute("ANALYZE sample_changes")
             await conn.execute("CHECKPOINT")
@@ -211,7 +224,7 @@ async def main_async(args: argparse.Namespace, template: str) -> None:
                 if args.upgrade:
                     await asyncio.to_thread(create_and_upgrade, url)
                 nights = await nights_on_copy(
-                    url, args.instances, same_day=args.same_day, days=days
+                    url, args.instances, same_day=args.same_day, days=days, vacuum=args.vacuum
                 )
             finally:
                 await drop_database(url)
@@ -238,6 +251,11 @@ def main() -> None:
     parser.add_argument("--template", help="copy this kept fleet instead of building one")
     parser.add_argument("--nights", type=int, default=len(NIGHTS), help="nights per copy")
     parser.add_argument("--upgrade", action="store_true", help="migrate each copy first")
+    parser.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="VACUUM the job's tables before each night (autovacuum's day between nights)",
+    )
     parser.add_argument(
         "--log-statements", action="store_true", help="log every statement's duration"
     )
