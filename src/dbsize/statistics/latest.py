@@ -4,9 +4,11 @@ Grouping every key's periods to find its newest (260,000 monthly database rows, 
 instance rows) on each request cost 12-20 ms of PostgreSQL. The newest period of every key of a
 period type, with the values a list sorts by, is kept instead (``statistics.kept``: computed by
 the first request of a version), in ``latest_database_periods`` (migration 0014) and
-``latest_instance_periods`` (migration 0017). A page is then a walk of an index on the kept rows
-in the page's order (migration 0017: one per sort and direction, with the same "NULLs last"
-expression ``filters.ordering`` sorts by) and one lookup per row of the page.
+``latest_instance_periods`` (migration 0017). A page of databases is then a walk of an index on
+the kept rows in the page's order (migration 0017: one per sort and direction, with the same
+"NULLs last" expression ``filters.ordering`` sorts by; the fill of 20,000 rows costs ~0.4 s more
+for them, once per version), a page of instances a sort of ~1,000 narrow rows, and either one
+lookup per row of the page.
 """
 
 from __future__ import annotations
