@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from httpx import AsyncClient
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -90,6 +91,26 @@ class TestJobsList:
         await expect(page).to_have_url(f"{live_server}/ui/jobs?date=2026-01-01")
         await expect(page.get_by_test_id("total")).to_have_text("0")
         await screenshots(page, "jobs")
+
+    async def test_an_older_filters_late_answer_does_not_replace_the_newer_one(
+        self, page: Page, api: AsyncClient, live_server: str
+    ) -> None:
+        """The answer for a filter the user has already changed arrives last (held back here
+        by 600 ms); the page keeps showing the newer filter's answer."""
+        await submit(api, {"as_of": "2026-11-01"})
+        await page.goto(f"{live_server}/ui/jobs")
+        await expect(page.get_by_test_id("total")).to_have_text("1")
+
+        async def held_back(route: Route) -> None:
+            await asyncio.sleep(0.6)
+            await route.continue_()
+
+        await page.route(lambda url: "status=failed" in url, held_back)
+        await page.get_by_label("Status", exact=True).select_option("failed")
+        await page.get_by_label("Status", exact=True).select_option("")
+        await expect(page.get_by_test_id("jobs").locator("tbody tr")).to_have_count(1)
+        await asyncio.sleep(1.0)  # the held-back answer (no rows) has arrived by now
+        await expect(page.get_by_test_id("jobs").locator("tbody tr")).to_have_count(1)
 
 
 class TestJobPage:

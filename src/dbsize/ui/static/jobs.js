@@ -54,6 +54,7 @@ document.addEventListener("alpine:init", () => {
     filters: dbsize.readQuery(["status", "trigger", "date"]),
     jobs: [],
     counts: null,
+    loadSeq: 0,
     nextCursor: null,
     loading: true,
     error: "",
@@ -80,7 +81,10 @@ document.addEventListener("alpine:init", () => {
       this.applyFilters();
     },
 
+    // Only the newest request's answer is shown: a filter changed while the previous answer
+    // was on its way must not be overwritten by it (as capacity.js does).
     async load() {
+      const seq = ++this.loadSeq;
       this.loading = true;
       this.error = "";
       try {
@@ -90,13 +94,15 @@ document.addEventListener("alpine:init", () => {
           dbsize.api(JOBS + dbsize.queryString(listQuery)),
           dbsize.api(`${JOBS}/status-counts` + dbsize.queryString(countQuery)),
         ]);
+        if (seq !== this.loadSeq) return;
         this.jobs = page.items;
         this.nextCursor = page.next_cursor;
         this.counts = counts;
       } catch (e) {
+        if (seq !== this.loadSeq) return;
         this.error = e.message;
       } finally {
-        this.loading = false;
+        if (seq === this.loadSeq) this.loading = false;
       }
     },
 
