@@ -283,17 +283,7 @@ class TestConditionalGet:
     ) -> None:
         params = {"period_type": "monthly"}
         tag = (await client.get(DATABASES, params=params)).headers["etag"]
-        async with sessionmaker() as session, session.begin():
-            await write_samples(
-                session, [Sample(fleet.orders_id, "orders", date(2026, 3, 10), Decimal("175"))]
-            )
-        await run_scope(
-            sessionmaker,
-            range_scope(date(2026, 3, 1), date(2026, 3, 31)),
-            [fleet.orders_id],
-            TODAY,
-            period_types=[PeriodType.monthly],
-        )
+        await _march_sample(sessionmaker, fleet.orders_id, "orders", 10, "175")
         after = await client.get(DATABASES, params=params, headers={"If-None-Match": tag})
         assert after.status_code == 200
         assert after.headers["etag"] != tag
@@ -356,17 +346,7 @@ class TestLatestKeptPeriods:
         self, client: AsyncClient, fleet: Fleet, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
         before = await _items(client, DATABASES, latest="true", database_name="shop")
-        async with sessionmaker() as session, session.begin():
-            await write_samples(
-                session, [Sample(fleet.shop_id, "shop", date(2026, 3, 15), Decimal("1300"))]
-            )
-        await run_scope(
-            sessionmaker,
-            range_scope(date(2026, 3, 1), date(2026, 3, 31)),
-            [fleet.shop_id],
-            TODAY,
-            period_types=[PeriodType.monthly],
-        )
+        await _march_sample(sessionmaker, fleet.shop_id, "shop", 15, "1300")
         after = await _items(client, DATABASES, latest="true", database_name="shop")
         assert _keys(before) == [("shop", "2026-02-01")]
         assert [(k, row["avg_size_mb"]) for k, row in zip(_keys(after), after, strict=True)] == [
@@ -391,17 +371,7 @@ class TestLatestKeptInstancePeriods:
         ]
         mysql = await _items(client, INSTANCES, latest="true", db_type="mysql")
         assert [r["instance_name"] for r in mysql] == ["my-shop"]
-        async with sessionmaker() as session, session.begin():
-            await write_samples(
-                session, [Sample(fleet.shop_id, "shop", date(2026, 3, 15), Decimal("1300"))]
-            )
-        await run_scope(
-            sessionmaker,
-            range_scope(date(2026, 3, 1), date(2026, 3, 31)),
-            [fleet.shop_id],
-            TODAY,
-            period_types=[PeriodType.monthly],
-        )
+        await _march_sample(sessionmaker, fleet.shop_id, "shop", 15, "1300")
         after = await _items(client, INSTANCES, latest="true", instance_id=[fleet.shop_id])
         assert [(r["period_start"], r["avg_size_mb"]) for r in after] == [("2026-03-01", 1300.0)]
         async with sessionmaker() as session:
@@ -441,3 +411,18 @@ class TestLatestKeptInstancePeriods:
 
 def _cursor(cursor: str | None) -> dict[str, str]:
     return {"cursor": cursor} if cursor else {}
+
+
+async def _march_sample(
+    sessionmaker: async_sessionmaker[AsyncSession], instance_id: int, name: str, day: int, size: str
+) -> None:
+    """A new sample on a day of March 2026, then March's monthly statistics of its instance."""
+    async with sessionmaker() as session, session.begin():
+        await write_samples(session, [Sample(instance_id, name, date(2026, 3, day), Decimal(size))])
+    await run_scope(
+        sessionmaker,
+        range_scope(date(2026, 3, 1), date(2026, 3, 31)),
+        [instance_id],
+        TODAY,
+        period_types=[PeriodType.monthly],
+    )

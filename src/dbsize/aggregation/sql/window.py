@@ -8,6 +8,16 @@ from dbsize.aggregation.schemas import PeriodType
 from dbsize.aggregation.sql.common import DB_COLUMNS, DB_KEY, Calendar, change_percent, write_source
 from dbsize.aggregation.sql.merges import db_grouped, db_merge, instance_grouped, instance_merge
 
+# Each reading instance's databases summed per day of the read window (the instance level's
+# source): parameters ids, read_start, read_end.
+_INSTANCE_DAYS = """days AS (
+        SELECT s.instance_id, s.collected_date AS day, sum(s.size_thousandths) * 0.001 AS total,
+               count(*)::int AS dbs
+        FROM size_samples AS s
+        WHERE s.instance_id = ANY(:ids) AND s.collected_date BETWEEN :read_start AND :read_end
+        GROUP BY 1, 2
+    )"""
+
 
 def _db_single_samples(
     cal: Calendar, *, days: str, period_start: str, previous_join: str, previous_avg: str
@@ -112,13 +122,7 @@ def instance_opening(period_type: PeriodType) -> str:
         raise ValueError("a new day is written by the daily window statement")
     cal = Calendar(period_type)
     ctes = f"""
-    days AS (
-        SELECT s.instance_id, s.collected_date AS day, sum(s.size_thousandths) * 0.001 AS total,
-               count(*)::int AS dbs
-        FROM size_samples AS s
-        WHERE s.instance_id = ANY(:ids) AND s.collected_date BETWEEN :read_start AND :read_end
-        GROUP BY 1, 2
-    ),
+    {_INSTANCE_DAYS},
     computed AS (
         SELECT d.instance_id, :write_start AS period_start, 1 AS n, d.total AS sum_size,
                d.total AS min_size, d.total AS max_size, d.dbs AS sum_dbs, d.dbs AS min_dbs,
@@ -179,13 +183,7 @@ def instance_window(period_type: PeriodType, *, into_empty: bool = False) -> str
     Parameters: ids, read_start, read_end, write_start, today, threshold, job_id."""
     cal = Calendar(period_type)
     ctes = f"""
-    days AS (
-        SELECT s.instance_id, s.collected_date AS day, sum(s.size_thousandths) * 0.001 AS total,
-               count(*)::int AS dbs
-        FROM size_samples AS s
-        WHERE s.instance_id = ANY(:ids) AND s.collected_date BETWEEN :read_start AND :read_end
-        GROUP BY 1, 2
-    ),
+    {_INSTANCE_DAYS},
     grouped AS ({instance_grouped(cal, "days")}),
     ordered AS (
         SELECT g.*, round(g.sum_size / g.n, 6) AS avg_size,
