@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dbsize.aggregation import writes
+from dbsize.aggregation import plan, writes
 from tests.aggregation import reference
 from tests.aggregation.helpers import (
     create_instances,
@@ -44,6 +44,8 @@ def _samples(instances: tuple[int, ...], first: date, days: int) -> list[Sample]
         for offset in range(days)
         # a database that starts mid-history
         if not (name == "beta" and instance == 2 and offset < 15)
+        # and one with missing days (a day's change is against the day before, if sampled)
+        and not (name == "alpha" and instance == 1 and (offset % 9 == 4 or offset % 11 in (6, 7)))
     ]
 
 
@@ -92,6 +94,8 @@ class TestRebuild:
         self, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr(writes, "REBUILD_MIN_INSTANCE_DAYS", 1)
+        # Chunks of 31 days, as for a fleet: each chunk's first day is against the day before it.
+        monkeypatch.setattr(plan, "CHUNK_FLEET_INSTANCES", 2)
         samples = _samples((1, 2), FIRST, DAYS)
         async with sessionmaker() as session, session.begin():
             await create_instances(session, [1, 2])

@@ -222,8 +222,14 @@ class AggregationRepository:
             )
             return await self._merge(opening(write.period_type), values)
         if self._loading and table == "database_size_aggregations":
+            # In key order without a sort (sql.database_daily_rebuild): the planner would sort
+            # the window's samples, as cheap to it as the primary key's order and 0.5-0.75 s
+            # a month of 20,000 databases dearer.
             loading = sql.database_window(write.period_type, table=rebuild.LOADING)
-            return await self._merge(loading, values)
+            previous = await self.apply_settings({"enable_sort": "off"})
+            written = await self._merge(loading, values)
+            await self.restore_settings(previous)
+            return written
         empty = write.into_empty
         if empty is None:
             empty = await self._range_is_empty(

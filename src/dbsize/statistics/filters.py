@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, 
 from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggregation
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.instances.models import Instance
-from dbsize.statistics.bound import like_escaped
+from dbsize.statistics.bound import complete_before, like_escaped
 from dbsize.statistics.rendered import rendered
 from dbsize.statistics.schemas import (
     DatabaseStatistics,
@@ -101,6 +101,8 @@ def conditions(model: type[DB] | type[INST], flt: StatisticsFilter) -> list[Colu
     conditions = period_window(model, flt)
     if flt.complete is not None:
         conditions.append(model.is_complete == flt.complete)
+    if flt.complete:
+        conditions.append(model.period_start < complete_before(flt.period_type))
     names = DB.database_name if model is DB else None
     return conditions + key_conditions(model.instance_id, names, flt)
 

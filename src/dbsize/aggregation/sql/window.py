@@ -20,11 +20,18 @@ _INSTANCE_DAYS = """days AS (
 
 
 def _db_single_samples(
-    cal: Calendar, *, days: str, period_start: str, previous_join: str, previous_avg: str
+    cal: Calendar,
+    *,
+    days: str,
+    period_start: str,
+    previous_join: str,
+    previous_avg: str,
+    samples: str = "size_samples AS s",
 ) -> str:
     """CTE ``src`` when each sample of ``days`` (of ``:ids``) is its period's only sample, so
     that it is its row: a day's, or a new period's (:func:`database_opening`). Its change is
-    against ``previous_avg``, from ``previous_join`` (alias ``p``)."""
+    against ``previous_avg``, from ``previous_join`` (alias ``p``). ``samples``: where the
+    samples come from (alias ``s``)."""
     period_end = cal.end(period_start)
     return f"""src AS (
         SELECT s.instance_id, s.database_name, {period_start} AS period_start,
@@ -42,7 +49,7 @@ def _db_single_samples(
                {change_percent("s.size_mb", previous_avg)} AS size_change_percent,
                NULL::numeric AS growth_mb_per_day,
                {period_end} < :today AS is_complete
-        FROM size_samples AS s
+        FROM {samples}
         {previous_join}
         WHERE s.instance_id = ANY(:ids) AND s.collected_date BETWEEN {days}
     )"""
@@ -67,6 +74,43 @@ def _db_daily_window(*, into_empty: bool, table: str) -> str:
         previous_avg="p.size_mb",
     )
     tail = write_source(table, DB_KEY, PeriodType.daily.value, DB_COLUMNS, into_empty=into_empty)
+    return f"""
+    WITH {src}
+    {tail}
+    """
+
+
+# The samples of the read window in key order (instance, database, day), each with the size
+# of its database's previous day when that day was sampled: a window function over the
+# primary key's order (the caller turns sorting off so that the planner takes that order
+# instead of sorting the window).
+_SAMPLES_IN_KEY_ORDER = """(
+        SELECT s.*, CASE WHEN lag(s.collected_date) OVER w = s.collected_date - 1
+                         THEN lag(s.size_mb) OVER w END AS previous_size_mb
+        FROM size_samples AS s
+        WHERE s.instance_id = ANY(:ids) AND s.collected_date BETWEEN :read_start AND :read_end
+        WINDOW w AS (PARTITION BY s.instance_id, s.database_name ORDER BY s.collected_date)
+    ) AS s"""
+
+
+def database_daily_rebuild(table: str) -> str:
+    """Daily database rows over a window, INSERTed into the rebuild's bare ``table``
+    (``aggregation.rebuild``) in key order, so that a database's days of the window share a
+    page or two instead of one page each: a database's daily series (365 rows) read 403
+    pages, from the OS cache when the partition is larger than ``shared_buffers``. The rows
+    are those of :func:`database_window` (tested); with sorting off (the repository) it costs
+    what the hash join does: a month of 20,000 databases 1.50-1.67 s against 1.56-1.91 s, of
+    100,000 databases 8.0 s against 7.9-8.9 s (decision 0010, "Fifth session"). Parameters
+    as :func:`database_window`'s."""
+    src = _db_single_samples(
+        Calendar(PeriodType.daily),
+        days=":write_start AND :read_end",
+        period_start="s.collected_date",
+        previous_join="",
+        previous_avg="s.previous_size_mb",
+        samples=_SAMPLES_IN_KEY_ORDER,
+    )
+    tail = write_source(table, DB_KEY, PeriodType.daily.value, DB_COLUMNS, into_empty=True)
     return f"""
     WITH {src}
     {tail}
@@ -142,14 +186,14 @@ def database_window(
 ) -> str:
     """Database level over a window. Parameters: ids, read_start, read_end, write_start, today,
     job_id. ``read_start`` is one whole period before ``write_start`` (the context period).
-    ``table``: daily rows only, INSERTed into that table instead (``aggregation.rebuild``)."""
-    if period_type is PeriodType.daily:
-        return _db_daily_window(
-            into_empty=into_empty or table is not None,
-            table=table or "database_size_aggregations",
-        )
+    ``table``: daily rows only, INSERTed into that table instead, in key order
+    (``aggregation.rebuild``, :func:`database_daily_rebuild`)."""
     if table is not None:
-        raise ValueError("only daily rows are rebuilt")
+        if period_type is not PeriodType.daily:
+            raise ValueError("only daily rows are rebuilt")
+        return database_daily_rebuild(table)
+    if period_type is PeriodType.daily:
+        return _db_daily_window(into_empty=into_empty, table="database_size_aggregations")
     cal = Calendar(period_type)
     grouped = db_grouped(
         cal,
