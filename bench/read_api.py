@@ -202,8 +202,18 @@ async def time_path(
     def url() -> str:
         return path.replace("{i}", str(next(counter) * 37 % instances + 1))
 
-    for _ in range(warmup):
-        await client.get(url(), headers=headers)
+    # Warm-up from as many concurrent clients as the timed run: the API's pool then holds as
+    # many open connections, each with this path's statements prepared. A sequential warm-up
+    # warmed one connection; the timed run's first requests on the others paid for a new
+    # PostgreSQL backend (its catalog caches cold) and for preparing each statement, which
+    # landed in the first endpoint's p95 and p99 (decision 0007, "sixth round").
+    warming = iter(range(max(warmup, 3 * clients)))
+
+    async def warm_client() -> None:
+        for _ in warming:
+            await client.get(url(), headers=headers)
+
+    await asyncio.gather(*(warm_client() for _ in range(clients)))
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     sizes: list[int] = []

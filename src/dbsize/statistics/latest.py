@@ -21,7 +21,12 @@ from sqlalchemy.sql import Executable
 
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.instances.models import Instance
-from dbsize.statistics.bound import bound_key_conditions, filter_values, statement
+from dbsize.statistics.bound import (
+    bound_key_conditions,
+    filter_values,
+    period_type_is,
+    statement,
+)
 from dbsize.statistics.filters import (
     DB,
     INST,
@@ -107,10 +112,10 @@ def kept_first_page(
             .limit(bindparam("limit"))
             .subquery()
         )
-        rows = kept_rows(level, page, bindparam("period_type"))
+        rows = kept_rows(level, page, flt.period_type.value)
         return rendered_page(rows, model, sort, order)
 
-    query = statement(("kept_first_page", level, names, sort, order), build)
+    query = statement(("kept_first_page", level, flt.period_type, names, sort, order), build)
     return query, {**values, "version": version, "limit": limit}
 
 
@@ -125,15 +130,15 @@ def _joined(scope: Select[Any], kept: TableClause, filter_names: tuple[str, ...]
     return scope.join(Instance, Instance.id == kept.c.instance_id)
 
 
-def kept_rows(level: StatisticsLevel, page: Any, period_type: Any) -> Select[Any]:
+def kept_rows(level: StatisticsLevel, page: Any, period_type: str) -> Select[Any]:
     """The statistics rows (with the instance's name) of a page of kept keys and periods of
-    ``period_type`` (a value or a bound parameter): one
+    ``period_type`` (written in the statement: ``bound.period_type_is``): one
     primary-key lookup per row of the page. (A join let the planner merge on the period alone,
     which all rows of a page share: 100,000 pairs filtered for 101 rows.)"""
     model: type[DB] | type[INST] = DB if level is StatisticsLevel.database else INST
     on = [
         model.instance_id == page.c.instance_id,
-        model.period_type == period_type,
+        period_type_is(model.period_type, period_type),
         model.period_start == page.c.period_start,
     ]
     if model is DB:

@@ -8,9 +8,9 @@ object instead (``row_to_json``, in C; ~5 us a row) and the API joins the object
 
 The objects have the response models' fields in the models' order (the field list is read from
 the models, so the schema and the SQL cannot drift apart); ``numeric`` values are written as
-``float8``, the value the models write (``dbsize.decimals.JsonDecimal``: PostgreSQL's conversion
-is correctly rounded as Python's ``float(Decimal)`` is, and both print the shortest text that
-reads back as the same double); ``timestamptz`` in ISO 8601 with its offset.
+the exact stored decimal without trailing zeros (``trim_scale``), which reads back as the
+double the models write (``dbsize.decimals.JsonDecimal``: ``float(Decimal)``, correctly
+rounded); ``timestamptz`` in ISO 8601 with its offset.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Float, Numeric, Select, Text, cast, func, select, true
+from sqlalchemy import Numeric, Select, Text, cast, func, literal_column, select, true
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 
 def rendered(
@@ -56,7 +57,27 @@ def rendered(
 
 
 def _value(column: Any) -> Any:
-    return cast(column, Float(53)) if isinstance(column.type, Numeric) else column
+    # The exact stored decimal without its trailing zeros: 6854.211, 200 (not 6854.211000),
+    # which a JSON reader parses to the double the models' float would write, ~0.6 us a row
+    # cheaper than a cast to float8 (decision 0007, "sixth round").
+    return func.trim_scale(column) if isinstance(column.type, Numeric) else column
+
+
+def json_arrays(
+    page: Select[Any], *, order: Sequence[str], group: str | None = None
+) -> Select[Any]:
+    """The JSON objects of a :func:`rendered` select (``page``) joined into one JSON array text
+    (column ``rows``, ``[]`` for none) in the order of its kept columns ``order``; one array
+    per value of the kept column ``group`` (beside it, ascending) when given. A series of 365
+    rows is then one value for the driver to read and the API to copy, not 365."""
+    rows = page.subquery("rendered_page")
+    joined = func.string_agg(
+        rows.c.row, aggregate_order_by(literal_column("','"), *(rows.c[c] for c in order))
+    )
+    array = func.concat(literal_column("'['"), joined, literal_column("']'")).label("rows")
+    if group is None:
+        return select(array)
+    return select(rows.c[group], array).group_by(rows.c[group]).order_by(rows.c[group])
 
 
 class RawJson(str):

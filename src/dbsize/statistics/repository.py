@@ -33,6 +33,7 @@ from dbsize.jobs.models import AggregationJob
 from dbsize.statistics.bound import (
     bound_conditions,
     filter_values,
+    period_type_is,
     series,
     statement,
     window_params,
@@ -148,13 +149,14 @@ class StatisticsRepository:
             page = (
                 select(*model.__table__.columns, Instance.name.label("instance_name"))
                 .join(Instance, Instance.id == model.instance_id)
-                .where(*bound_conditions(model, names))
+                .where(*bound_conditions(model, names, flt.period_type.value))
                 .order_by(*order_by)
                 .limit(bindparam("limit"))
             )
             return rendered_page(page, model, sort, order)
 
-        query = statement(("first_page", model.__tablename__, names, sort, order), build)
+        shape = ("first_page", model.__tablename__, flt.period_type, names, sort, order)
+        query = statement(shape, build)
         return await self._rows(query, {**values, "limit": limit})
 
     async def instance_totals(self, flt: StatisticsFilter) -> dict[str, Any]:
@@ -181,11 +183,14 @@ class StatisticsRepository:
 
     async def instance_series(
         self, instance_id: int, period_type: PeriodType, start: date | None, end: date | None
-    ) -> list[str]:
-        """The instance's rows as JSON texts, oldest first."""
-        query = series(INST, start=start is not None, end=end is not None, database_name=False)
-        params = window_params(instance_id, period_type, start, end)
-        return list((await core_execute(self.session, query, params)).scalars())
+    ) -> str:
+        """The instance's rows as one JSON array text, oldest first."""
+        query = series(
+            INST, period_type, start=start is not None, end=end is not None, database_name=False
+        )
+        params = window_params(instance_id, start, end)
+        rows: str = (await core_execute(self.session, query, params)).scalar_one()
+        return rows
 
     async def database_series(
         self,
@@ -195,14 +200,15 @@ class StatisticsRepository:
         end: date | None,
         database_name: str | None = None,
     ) -> list[tuple[str, str]]:
-        """The databases' rows as (JSON text, database name), by name and oldest first."""
+        """Each database's rows as (database name, JSON array text oldest first), by name."""
         query = series(
             DB,
+            period_type,
             start=start is not None,
             end=end is not None,
             database_name=database_name is not None,
         )
-        params = window_params(instance_id, period_type, start, end)
+        params = window_params(instance_id, start, end)
         if database_name is not None:
             params["database_name"] = database_name
         return [tuple(row) for row in await core_execute(self.session, query, params)]
@@ -280,7 +286,9 @@ class StatisticsRepository:
 
         def build() -> Executable:
             statistics: list[Any] = [
-                select(func.max(INST.computed_at)).where(INST.period_type == p).scalar_subquery()
+                select(func.max(INST.computed_at))
+                .where(period_type_is(INST.period_type, p))
+                .scalar_subquery()
                 for p in kinds
             ]
             statistics.append(select(func.max(AggregationJob.finished_at)).scalar_subquery())

@@ -7,8 +7,6 @@ import hashlib
 import math
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
-from itertools import groupby
-from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -192,10 +190,10 @@ class StatisticsService:
         databases: RawJson | None = None
         sizes: RawJson | None = None
         if include is SeriesInclude.databases:
-            points = await self.repository.database_series(instance_id, period_type, start, end)
+            groups = await self.repository.database_series(instance_id, period_type, start, end)
             databases = json_array(
-                json_object({"database_name": database, "series": json_array(p[0] for p in group)})
-                for database, group in groupby(points, key=itemgetter(1))
+                json_object({"database_name": database, "series": RawJson(rows)})
+                for database, rows in groups
             )
         elif include is SeriesInclude.database_sizes:
             columns = await self.repository.database_sizes(instance_id, period_type, start, end)
@@ -220,7 +218,7 @@ class StatisticsService:
                 "instance_id": instance_id,
                 "instance_name": name,
                 "period_type": period_type,
-                "series": json_array(rows),
+                "series": RawJson(rows),
                 "databases": databases,
                 "database_sizes": sizes,
             }
@@ -236,10 +234,10 @@ class StatisticsService:
     ) -> RawJson:
         """A ``DatabaseStatisticsSeries``, as JSON (statistics.rendered)."""
         name = await self.require_instance(instance_id)
-        rows = await self.repository.database_series(
+        groups = await self.repository.database_series(
             instance_id, period_type, start, end, database_name
         )
-        if not rows and not await self.repository.database_known(instance_id, database_name):
+        if not groups and not await self.repository.database_known(instance_id, database_name):
             raise NotFound(
                 f"instance {instance_id} has no statistics of database {database_name!r}"
             )
@@ -249,7 +247,7 @@ class StatisticsService:
                 "instance_name": name,
                 "database_name": database_name,
                 "period_type": period_type,
-                "series": json_array(row for row, _ in rows),
+                "series": RawJson(groups[0][1] if groups else "[]"),
             }
         )
 
