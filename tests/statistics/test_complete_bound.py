@@ -21,8 +21,10 @@ def test_the_bound_is_the_period_of_the_latest_date_on_earth() -> None:
     # anywhere, so no weekly row of it can be complete.
     morning = datetime(2026, 12, 6, 3, tzinfo=UTC)
     assert complete_before(PeriodType.weekly, morning) == date(2026, 11, 30)
-    # From 10:00 UTC it is Monday in UTC+14: the week may be complete there.
-    assert complete_before(PeriodType.weekly, morning + timedelta(hours=7)) == date(2026, 12, 7)
+    # From 10:00 UTC it is Monday in UTC+14: the week may be complete there (and from 09:00
+    # for a worker whose clock runs up to an hour ahead).
+    assert complete_before(PeriodType.weekly, morning + timedelta(hours=5)) == date(2026, 11, 30)
+    assert complete_before(PeriodType.weekly, morning + timedelta(hours=6)) == date(2026, 12, 7)
     assert complete_before(PeriodType.daily, morning) == date(2026, 12, 6)
     assert complete_before(PeriodType.monthly, morning) == date(2026, 12, 1)
     assert complete_before(PeriodType.quarterly, morning) == date(2026, 10, 1)
@@ -36,13 +38,14 @@ def test_the_bound_is_the_period_of_the_latest_date_on_earth() -> None:
     ),
     zone=st.sampled_from(ZONES),
     back=st.integers(min_value=0, max_value=800),
+    skew=st.integers(min_value=-60, max_value=60),
 )
 def test_no_complete_row_of_any_zone_is_above_the_bound(
-    period_type: PeriodType, instant: datetime, zone: str, back: int
+    period_type: PeriodType, instant: datetime, zone: str, back: int, skew: int
 ) -> None:
     """A row is complete when its period ended before its job's today (``period_end <
-    today``), today being the job's zone's date at or before now."""
-    job_today = today_in(ZoneInfo(zone), instant)
+    today``), today being the job's zone's date at now on a clock up to an hour ahead."""
+    job_today = today_in(ZoneInfo(zone), instant + timedelta(minutes=skew))
     row_start = period_start(period_type, job_today - timedelta(days=back))
     if period_end(period_type, row_start) < job_today:
         assert row_start < complete_before(period_type, instant)

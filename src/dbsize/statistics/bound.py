@@ -9,7 +9,7 @@ cache key (SQLAlchemy memoizes it), so its compiled form is found without walkin
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -91,8 +91,10 @@ def _period_values(flt: StatisticsFilter) -> dict[str, Any]:
     return values
 
 
-# The latest local date anywhere (UTC+14): no job's "today" can be later than this.
+# The latest local date anywhere (UTC+14): no job's "today" can be later than this, read an
+# hour ahead so that a worker whose clock runs up to an hour ahead of the API's is covered too.
 _LATEST_ZONE = ZoneInfo("Etc/GMT-14")
+_CLOCK_SKEW = timedelta(hours=1)
 
 
 def complete_before(period_type: PeriodType, now: datetime | None = None) -> date:
@@ -103,7 +105,8 @@ def complete_before(period_type: PeriodType, now: datetime | None = None) -> dat
     ``period_start`` starts below the newest periods, which are incomplete for every key
     (the current week's 20,000 rows were walked and dropped one by one: decision 0007,
     "sixth round"). It never drops a row: it is implied by ``is_complete``."""
-    return period_start(period_type, today_in(_LATEST_ZONE, now))
+    instant = (now if now is not None else datetime.now(UTC)) + _CLOCK_SKEW
+    return period_start(period_type, today_in(_LATEST_ZONE, instant))
 
 
 def bound_conditions(
