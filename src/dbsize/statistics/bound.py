@@ -31,6 +31,9 @@ INST = InstanceSizeAggregation
 
 _STATEMENTS: dict[tuple[Any, ...], Executable] = {}
 
+# The filters (by their names in :func:`filter_values`) that are conditions on ``instances``.
+INSTANCE_FILTERS = frozenset({"db_type", "environment", "instance_name_pattern"})
+
 
 def statement(shape: tuple[Any, ...], build: Callable[[], Executable]) -> Executable:
     built = _STATEMENTS.get(shape)

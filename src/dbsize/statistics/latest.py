@@ -22,6 +22,7 @@ from sqlalchemy.sql import Executable
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.instances.models import Instance
 from dbsize.statistics.bound import (
+    INSTANCE_FILTERS,
     bound_key_conditions,
     filter_values,
     period_type_is,
@@ -119,13 +120,9 @@ def kept_first_page(
     return query, {**values, "version": version, "limit": limit}
 
 
-# The filters (by their names in ``bound.filter_values``) that are conditions on ``instances``.
-_INSTANCE_FILTERS = frozenset({"db_type", "environment", "instance_name_pattern"})
-
-
 def _joined(scope: Select[Any], kept: TableClause, filter_names: tuple[str, ...]) -> Select[Any]:
     """``scope`` joined to ``instances`` only when a filter is on the instance."""
-    if _INSTANCE_FILTERS.isdisjoint(filter_names):
+    if INSTANCE_FILTERS.isdisjoint(filter_names):
         return scope
     return scope.join(Instance, Instance.id == kept.c.instance_id)
 

@@ -31,6 +31,7 @@ from dbsize.db import core_execute
 from dbsize.instances.models import Instance
 from dbsize.jobs.models import AggregationJob
 from dbsize.statistics.bound import (
+    INSTANCE_FILTERS,
     bound_conditions,
     filter_values,
     period_type_is,
@@ -146,13 +147,29 @@ class StatisticsRepository:
             sort_col = getattr(model, sort.value)
             nullable = sort not in NOT_NULL_SORTS
             order_by = ordering(sort_col, key_columns(model), order, nullable=nullable)
-            page = (
-                select(*model.__table__.columns, Instance.name.label("instance_name"))
-                .join(Instance, Instance.id == model.instance_id)
-                .where(*bound_conditions(model, names, flt.period_type.value))
-                .order_by(*order_by)
-                .limit(bindparam("limit"))
-            )
+            conditions = bound_conditions(model, names, flt.period_type.value)
+            if INSTANCE_FILTERS.isdisjoint(names):
+                # The page first, then its rows' instance names, hash-joined: joined before
+                # the limit, each row read looked its name up (a 500-row page: 0.95-1.30 ->
+                # 0.65-0.94 ms of PostgreSQL; decision 0007, "sixth round").
+                rows = (
+                    select(*model.__table__.columns)
+                    .where(*conditions)
+                    .order_by(*order_by)
+                    .limit(bindparam("limit"))
+                    .subquery("page")
+                )
+                page = select(rows, Instance.name.label("instance_name")).join(
+                    Instance, Instance.id == rows.c.instance_id
+                )
+            else:
+                page = (
+                    select(*model.__table__.columns, Instance.name.label("instance_name"))
+                    .join(Instance, Instance.id == model.instance_id)
+                    .where(*conditions)
+                    .order_by(*order_by)
+                    .limit(bindparam("limit"))
+                )
             return rendered_page(page, model, sort, order)
 
         shape = ("first_page", model.__tablename__, flt.period_type, names, sort, order)
