@@ -6,21 +6,23 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, column, func, select, table, true
+from sqlalchemy import and_, bindparam, column, func, select, table, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql import Executable
 
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.db import core_execute
 from dbsize.instances.models import Instance
-from dbsize.statistics.filters import (
-    DB,
-    INST,
-    StatisticsFilter,
-    filtered,
-    key_columns,
-    key_conditions,
+from dbsize.statistics.bound import (
+    INSTANCE_FILTERS,
+    bound_conditions,
+    bound_key_conditions,
+    filter_values,
+    period_type_is,
+    statement,
 )
+from dbsize.statistics.filters import DB, INST, StatisticsFilter, key_columns
 from dbsize.statistics.kept import keep
 from dbsize.statistics.schemas import GrowthMeasure, StatisticsLevel
 
@@ -43,8 +45,12 @@ class TopRepository:
     async def newest_period(self, period_type: PeriodType, *, complete: bool) -> date | None:
         """The newest period of this type with a row (a complete one when ``complete``); the
         instance level has every period any database has, and an index on it."""
-        query = select(func.max(INST.period_start)).where(
-            INST.period_type == period_type.value, INST.is_complete if complete else true()
+        query = statement(
+            ("newest_period", period_type, complete),
+            lambda: select(func.max(INST.period_start)).where(
+                period_type_is(INST.period_type, period_type.value),
+                INST.is_complete if complete else true(),
+            ),
         )
         newest: date | None = (await core_execute(self.session, query)).scalar()
         return newest
@@ -88,60 +94,102 @@ class TopRepository:
     ) -> list[dict[str, Any]]:
         """The ``n`` largest values of ``by`` in one period, NULLs last, with the previous
         period's average of the same key. ``ranks_version``: walk the kept ranks
-        (:meth:`keep_ranks`, database level)."""
+        (:meth:`keep_ranks`, database level). Built once per shape (``statistics.bound``):
+        built per request, its aliased subqueries were ~30 % of the API's CPU for a top-N."""
         model: type[DB] | type[INST] = DB if level is StatisticsLevel.database else INST
-        value = getattr(model, by.value)
-        if ranks_version is not None:
-            # The kept ranks in order (their primary key), each key's row of the period
-            # joined, until n rows pass the filters.
-            ranks = _RANKS.c
-            winners = (
-                select(*DB.__table__.columns, Instance.name.label("instance_name"))
-                .select_from(_RANKS)
-                .join(Instance, Instance.id == ranks.instance_id)
-                .join(
-                    DB,
-                    and_(
-                        DB.period_type == flt.period_type.value,
-                        DB.instance_id == ranks.instance_id,
-                        DB.database_name == ranks.database_name,
-                        DB.period_start == period_start,
-                    ),
-                )
-                .where(
-                    ranks.version == ranks_version,
-                    *key_conditions(ranks.instance_id, ranks.database_name, flt),
-                )
-                .order_by(ranks.rank)
-                .limit(n)
-                .subquery()
+        values = filter_values(model, flt)
+        ranked = ranks_version is not None
+        if ranked:
+            # The ranks hold one period's rows of the filter's completeness: only the
+            # conditions on a row's key apply to them.
+            values = {k: v for k, v in values.items() if k in _KEY_FILTERS}
+        names = tuple(values)
+        shape = ("top", model.__tablename__, flt.period_type, by, ranked, names)
+        query = statement(shape, lambda: _top_statement(model, flt.period_type, by, ranked, names))
+        params = {
+            **values,
+            "period_start": period_start,
+            "previous_start": previous_start,
+            "n": n,
+        }
+        if ranked:
+            params["ranks_version"] = ranks_version
+        result = await core_execute(self.session, query, params)
+        columns = tuple(result.keys())
+        return [dict(zip(columns, row, strict=True)) for row in result]
+
+
+# The names of :func:`bound.filter_values` that are conditions on a row's key.
+_KEY_FILTERS = INSTANCE_FILTERS | {
+    "instance_ids",
+    "database_name",
+    "database_name_prefix",
+    "database_name_contains",
+}
+
+
+def _top_statement(
+    model: type[DB] | type[INST],
+    period_type: PeriodType,
+    by: GrowthMeasure,
+    ranked: bool,
+    names: tuple[str, ...],
+) -> Executable:
+    """:meth:`TopRepository.top`'s statement for one shape, its values bound: the filter's
+    (``names``), ``period_start``, ``previous_start``, ``n`` and, ``ranked``, the kept ranks'
+    ``ranks_version``."""
+    value = getattr(model, by.value)
+    if ranked:
+        # The kept ranks in order (their primary key), each key's row of the period joined,
+        # until n rows pass the filters.
+        ranks = _RANKS.c
+        winners = (
+            select(*DB.__table__.columns, Instance.name.label("instance_name"))
+            .select_from(_RANKS)
+            .join(Instance, Instance.id == ranks.instance_id)
+            .join(
+                DB,
+                and_(
+                    period_type_is(DB.period_type, period_type.value),
+                    DB.instance_id == ranks.instance_id,
+                    DB.database_name == ranks.database_name,
+                    DB.period_start == bindparam("period_start"),
+                ),
             )
-        else:
-            # The n winners first (a top-N sort of the period's rows), then the previous
-            # period's row of each winner only: joined before the limit, the sort could not be
-            # bounded.
-            winners = (
-                filtered(model, flt)
-                .where(model.period_start == period_start)
-                .order_by(value.is_(None), value.desc(), *key_columns(model))
-                .limit(n)
-                .subquery()
+            .where(
+                ranks.version == bindparam("ranks_version"),
+                *bound_key_conditions(ranks.instance_id, ranks.database_name, names),
             )
-        previous = aliased(model)
-        joins = [
-            previous.instance_id == winners.c.instance_id,
-            previous.period_type == flt.period_type.value,
-            previous.period_start == previous_start,
-        ]
-        if model is DB:
-            joins.append(previous.database_name == winners.c.database_name)  # type: ignore[union-attr]
-        measure = winners.c[by.value]
-        keys = [winners.c[c.key] for c in key_columns(model)]
-        query = (
-            select(winners, previous.avg_size_mb.label("previous_avg_size_mb"))
-            .outerjoin(previous, and_(*joins))
-            .order_by(measure.is_(None), measure.desc(), *keys)
+            .order_by(ranks.rank)
+            .limit(bindparam("n"))
+            .subquery()
         )
-        result = await core_execute(self.session, query)
-        names = tuple(result.keys())
-        return [dict(zip(names, row, strict=True)) for row in result]
+    else:
+        # The n winners first (a top-N sort of the period's rows), then the previous period's
+        # row of each winner only: joined before the limit, the sort could not be bounded.
+        winners = (
+            select(*model.__table__.columns, Instance.name.label("instance_name"))
+            .join(Instance, Instance.id == model.instance_id)
+            .where(
+                *bound_conditions(model, names, period_type.value),
+                model.period_start == bindparam("period_start"),
+            )
+            .order_by(value.is_(None), value.desc(), *key_columns(model))
+            .limit(bindparam("n"))
+            .subquery()
+        )
+    previous = aliased(model)
+    joins = [
+        previous.instance_id == winners.c.instance_id,
+        period_type_is(previous.period_type, period_type.value),
+        previous.period_start == bindparam("previous_start"),
+    ]
+    if model is DB:
+        joins.append(previous.database_name == winners.c.database_name)  # type: ignore[union-attr]
+    measure = winners.c[by.value]
+    keys = [winners.c[c.key] for c in key_columns(model)]
+    return (
+        select(winners, previous.avg_size_mb.label("previous_avg_size_mb"))
+        .outerjoin(previous, and_(*joins))
+        .order_by(measure.is_(None), measure.desc(), *keys)
+    )
