@@ -17,7 +17,7 @@ from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggre
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.instances.models import Instance
 from dbsize.statistics.bound import complete_before, like_escaped
-from dbsize.statistics.rendered import rendered
+from dbsize.statistics.rendered import one_page, rendered
 from dbsize.statistics.schemas import (
     DatabaseStatistics,
     InstanceStatistics,
@@ -179,13 +179,20 @@ def keyset_condition(
 def rendered_page(
     rows: Select[Any], model: type[DB] | type[INST], sort: SortField, order: SortOrder
 ) -> Select[Any]:
-    """A page of ``rows`` as JSON objects (``statistics.rendered``) in the page's order, with
-    the sort value and the key beside each (the next page's cursor)."""
+    """A page of ``rows`` (a page and one more) as JSON objects (``statistics.rendered``) in
+    the page's order, joined into one row (:func:`rendered.one_page`, ``:page_size`` bound)
+    with the last row's sort value and key beside them (the next page's cursor)."""
     keys = [column.key for column in key_columns(model)]
     nullable = sort not in NOT_NULL_SORTS
-    return rendered(
+    keep = tuple(dict.fromkeys([sort.value, *keys]))
+
+    def order_by(c: Any) -> list[Any]:
+        return ordering(c[sort.value], [c[k] for k in keys], order, nullable=nullable)
+
+    page = rendered(
         rows,
         DatabaseStatistics if model is DB else InstanceStatistics,
-        keep=tuple(dict.fromkeys([sort.value, *keys])),
-        order_by=lambda c: ordering(c[sort.value], [c[k] for k in keys], order, nullable=nullable),
+        keep=keep,
+        order_by=order_by,
     )
+    return one_page(page, keep=keep, order_by=order_by)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Numeric,
     Select,
     Text,
+    bindparam,
     cast,
     func,
     literal_column,
@@ -110,6 +111,31 @@ def json_arrays(
     if group is None:
         return select(array)
     return select(rows.c[group], array).group_by(rows.c[group]).order_by(rows.c[group])
+
+
+def one_page(
+    page: Select[Any], *, keep: Sequence[str], order_by: Callable[[Any], Iterable[Any]]
+) -> Select[Any]:
+    """The rows of a :func:`rendered` select (``page``: up to a page and one more, to know
+    there is a next) as one row: ``rows``, the first ``:page_size`` JSON objects joined
+    with commas in the page's order (``order_by(columns)``; NULL for none), ``fetched``, how
+    many rows ``page`` gave, and the kept columns ``keep`` of the ``:page_size``-th row (the
+    next page's cursor; NULL when there is none). A 500-row page is then one row for the
+    driver to decode and the API to copy, not 501 (~30 % of the API's CPU for that page)."""
+    rows = page.subquery("page_rows")
+    numbered = select(
+        rows, func.row_number().over(order_by=list(order_by(rows.c))).label("n")
+    ).subquery("numbered_rows")
+    c = numbered.c
+    in_page = c.n <= bindparam("page_size")
+    last = c.n == bindparam("page_size")
+    return select(
+        func.string_agg(c.row, aggregate_order_by(literal_column("','"), c.n))
+        .filter(in_page)
+        .label("rows"),
+        func.count().label("fetched"),
+        *(func.max(c[name]).filter(last).label(name) for name in keep),
+    )
 
 
 class RawJson(str):

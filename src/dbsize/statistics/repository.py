@@ -92,16 +92,17 @@ class StatisticsRepository:
         after: Keyset | None,
         limit: int,
         kept_version: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """One page of statistics rows (``limit`` rows; ask one more to know there is a next),
-        each as its JSON object (``row``) with its sort value and key columns beside it.
+    ) -> dict[str, Any]:
+        """One page of statistics rows (``limit`` rows; ask one more to know there is a next)
+        as one row (``rendered.one_page``): ``rows``, the page's JSON objects joined,
+        ``fetched``, and the sort value and key columns of the page's ``limit - 1``-th row.
         ``kept_version``: ``latest=true`` from the kept newest periods (``statistics.latest``)."""
         model: type[DB] | type[INST] = DB if level is StatisticsLevel.database else INST
         if kept_version is not None and after is None:
             query, params = kept_first_page(
                 level, flt, sort=sort, order=order, version=kept_version, limit=limit
             )
-            return await self._rows(query, params)
+            return await self._page(query, params, limit)
         if kept_version is not None:
             scope_sq = kept_scope(level, flt, kept_version).subquery()
         elif flt.latest:
@@ -127,7 +128,11 @@ class StatisticsRepository:
         if kept_version is not None:
             # The page's keys and periods come from the narrow kept rows; only they are read.
             query = kept_rows(level, query.subquery(), flt.period_type.value)
-        return await self._rows(rendered_page(query, model, sort, order))
+        return await self._page(rendered_page(query, model, sort, order), {}, limit)
+
+    async def _page(self, query: Executable, params: dict[str, Any], limit: int) -> dict[str, Any]:
+        """The one row of a ``filters.rendered_page`` statement (``limit``: a page and one)."""
+        return (await self._rows(query, {**params, "page_size": limit - 1}))[0]
 
     async def _first_page(
         self,
@@ -137,7 +142,7 @@ class StatisticsRepository:
         sort: SortField,
         order: SortOrder,
         limit: int,
-    ) -> list[dict[str, Any]]:
+    ) -> dict[str, Any]:
         """The first page of the rows in scope (no ``latest``): the statement of
         :func:`filtered` with its order and limit, built once per shape."""
         values = filter_values(model, flt)
@@ -174,7 +179,7 @@ class StatisticsRepository:
 
         shape = ("first_page", model.__tablename__, flt.period_type, names, sort, order)
         query = statement(shape, build)
-        return await self._rows(query, {**values, "limit": limit})
+        return await self._page(query, {**values, "limit": limit}, limit)
 
     async def instance_totals(self, flt: StatisticsFilter) -> dict[str, Any]:
         """Sums over the instance rows a list with ``flt`` holds (one statement, one row)."""

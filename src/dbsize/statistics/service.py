@@ -158,14 +158,14 @@ class StatisticsService:
             data = await self._statistics(flt.period_type)
             kept = version_tag("latest", level, flt.period_type, data)
             await keep_latest(self.session, level, flt.period_type, kept)
-        rows = await self.repository.list_rows(
+        page = await self.repository.list_rows(
             level, flt, sort=sort, order=order, after=after, limit=limit + 1, kept_version=kept
         )
-        next_cursor = _cursor_of(rows[limit - 1], level, sort) if len(rows) > limit else None
+        next_cursor = _cursor_of(page, level, sort) if page["fetched"] > limit else None
         # Page's fields in its order; the rows are JSON PostgreSQL wrote (statistics.rendered).
         return json_object(
             {
-                "items": json_array(row["row"] for row in rows[:limit]),
+                "items": RawJson("[" + (page["rows"] or "") + "]"),
                 "next_cursor": next_cursor,
                 "limit": limit,
             }
