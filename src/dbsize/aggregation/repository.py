@@ -153,6 +153,18 @@ class AggregationRepository:
     async def restore_settings(self, previous: dict[str, str]) -> None:
         await self._set(previous)
 
+    async def bump_statistics_version(self, period_type: PeriodType) -> None:
+        """One more version of ``period_type``'s statistics, in the transaction of the rows
+        that make it (migration 0019): what the read side's ETags derive from."""
+        await self.session.execute(
+            text(
+                "INSERT INTO statistics_versions AS v (period_type, version, changed_at) "
+                "VALUES (:period_type, 1, now()) ON CONFLICT (period_type) "
+                "DO UPDATE SET version = v.version + 1, changed_at = now()"
+            ),
+            {"period_type": period_type.value},
+        )
+
     async def use_jit(self, enabled: bool) -> None:
         """Local to the transaction, like the other settings (restored with them)."""
         await self._set({"jit": "on" if enabled else "off"})

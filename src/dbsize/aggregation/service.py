@@ -191,6 +191,10 @@ async def aggregate_period(
                 await ChangeRepository(session).record_coverage(
                     period_type, requested, written.window, scope.change_watermark, job_id
                 )
+            if written.database_rows or written.instance_rows:
+                # Last, so that the row lock (a concurrent job's same period type waits for
+                # it) is held only until this transaction commits.
+                await repo.bump_statistics_version(period_type)
             await repo.restore_settings(previous)
     except Exception as exc:
         if is_transient_db_error(exc):

@@ -215,8 +215,8 @@ class FleetRepository:
                        AS newest_complete_computed_at,
                    (SELECT max(period_start) FROM instance_size_aggregations x
                     WHERE x.period_type = p.period_type) AS newest_period_start,
-                   (SELECT max(computed_at) FROM instance_size_aggregations x
-                    WHERE x.period_type = p.period_type) AS newest_computed_at
+                   (SELECT v.changed_at FROM statistics_versions v
+                    WHERE v.period_type = p.period_type) AS newest_computed_at
             FROM unnest(ARRAY['daily', 'weekly', 'monthly', 'quarterly']) WITH ORDINALITY
                  AS p(period_type, ord)
             LEFT JOIN LATERAL (

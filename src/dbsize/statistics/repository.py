@@ -19,6 +19,7 @@ from sqlalchemy import (
     column,
     exists,
     func,
+    literal_column,
     select,
     table,
 )
@@ -34,7 +35,6 @@ from dbsize.statistics.bound import (
     INSTANCE_FILTERS,
     bound_conditions,
     filter_values,
-    period_type_is,
     series,
     statement,
     window_params,
@@ -64,6 +64,8 @@ from dbsize.statistics.schemas import (
 
 # Written by statistics/capacities.py with SQL; read here only for the forecast's ETag.
 _CAPACITIES = table("database_capacities", column("updated_at"))
+# Each period type's statistics version (migration 0019).
+_VERSIONS = table("statistics_versions", column("period_type"), column("version"))
 
 
 class StatisticsRepository:
@@ -295,21 +297,20 @@ class StatisticsRepository:
     async def versions(
         self, period_types: Sequence[PeriodType], *, capacities: bool = False
     ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        """What a read's ETag derives from, in one round trip: the statistics' version (the
-        newest ``computed_at`` per period type, one backward index probe each, and the newest
-        finished job) and the rest (instances' newest ``updated_at`` and count: names, types
-        and environments appear in and filter every read; with ``capacities``, the database
-        capacities' too).
+        """What a read's ETag derives from, in one round trip: the statistics' version (each
+        period type's counter in ``statistics_versions``, and the newest finished job) and the
+        rest (instances' newest ``updated_at`` and count: names, types and environments appear
+        in and filter every read; with ``capacities``, the database capacities' too).
 
-        A period's statistics are written by jobs, both levels in one transaction; an instance
-        row is rewritten whenever its databases' sizes change, and the job's end covers what
-        it does not show (a database's data or log size alone)."""
+        A period's statistics are written by jobs, both levels in one transaction, and that
+        transaction adds one to its type's counter whenever it writes a row (migration 0019;
+        ``AggregationRepository.bump_statistics_version``)."""
         kinds = tuple(p.value for p in period_types)
 
         def build() -> Executable:
             statistics: list[Any] = [
-                select(func.max(INST.computed_at))
-                .where(period_type_is(INST.period_type, p))
+                select(_VERSIONS.c.version)
+                .where(_VERSIONS.c.period_type == literal_column(f"'{PeriodType(p).value}'"))
                 .scalar_subquery()
                 for p in kinds
             ]

@@ -1,0 +1,89 @@
+"""A night's appends rewrite the current week's, month's and quarter's rows in place: every
+update is HOT (no index entry written), at both levels, and the period type's statistics
+version moves with the rows (migration 0019)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dbsize.aggregation.schemas import PeriodType
+from dbsize.aggregation.service import aggregate_period, prepare_incremental
+from tests.aggregation.helpers import create_instances, run_incremental, write_samples
+from tests.aggregation.reference import Sample
+
+# A Tuesday: the night after it appends to the week, month and quarter that Monday opened.
+MONDAY = date(2025, 4, 7)
+APPENDED = (PeriodType.weekly, PeriodType.monthly, PeriodType.quarterly)
+
+
+def _day(day: date, size: int) -> list[Sample]:
+    return [
+        Sample(instance, name, day, Decimal(size + instance), data=Decimal(size))
+        for instance in (1, 2)
+        for name in ("alpha", "beta")
+    ]
+
+
+async def _version(session: AsyncSession, period_type: PeriodType) -> int:
+    version = await session.scalar(
+        text("SELECT version FROM statistics_versions WHERE period_type = :p"),
+        {"p": period_type.value},
+    )
+    return int(version or 0)
+
+
+async def test_the_nights_updates_are_hot_and_move_the_version(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        await create_instances(session, [1, 2])
+        await write_samples(session, _day(MONDAY, 100))
+    await run_incremental(sessionmaker, [1, 2], today=MONDAY + timedelta(days=1))
+    tuesday = MONDAY + timedelta(days=1)
+    async with sessionmaker() as session, session.begin():
+        await write_samples(session, _day(tuesday, 120))
+        scope = await prepare_incremental(session)
+    for period_type in APPENDED:
+        async with sessionmaker() as session, session.begin():
+            before = await _version(session, period_type)
+            result = await aggregate_period(
+                session, period_type, scope, [1, 2], job_id=None, today=tuesday
+            )
+            assert result.succeeded, result.error
+            assert (result.database_rows, result.instance_rows) == (4, 2)
+            counts = (
+                await session.execute(
+                    text(
+                        "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+                        "WHERE relname IN (:db, :inst)"
+                    ),
+                    {
+                        "db": f"database_size_aggregations_{period_type.value}",
+                        "inst": f"instance_size_aggregations_{period_type.value}",
+                    },
+                )
+            ).all()
+            assert {name: (updated, hot) for name, updated, hot in counts} == {
+                f"database_size_aggregations_{period_type.value}": (4, 4),
+                f"instance_size_aggregations_{period_type.value}": (2, 2),
+            }
+            assert await _version(session, period_type) == before + 1
+
+
+async def test_a_run_that_writes_nothing_keeps_the_version(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        await create_instances(session, [1, 2])
+        await write_samples(session, _day(MONDAY, 100))
+    await run_incremental(sessionmaker, [1, 2], today=MONDAY + timedelta(days=1))
+    async with sessionmaker() as session:
+        before = [await _version(session, p) for p in PeriodType]
+    results = await run_incremental(sessionmaker, [1, 2], today=MONDAY + timedelta(days=1))
+    assert all(r.database_rows == r.instance_rows == 0 for r in results)
+    async with sessionmaker() as session:
+        assert [await _version(session, p) for p in PeriodType] == before
