@@ -48,30 +48,44 @@ async def test_the_nights_updates_are_hot_and_move_the_version(
         await write_samples(session, _day(tuesday, 120))
         scope = await prepare_incremental(session)
     for period_type in APPENDED:
+        tables = {
+            "database": f"database_size_aggregations_{period_type.value}",
+            "instance": f"instance_size_aggregations_{period_type.value}",
+        }
         async with sessionmaker() as session, session.begin():
             before = await _version(session, period_type)
+            counted = await _updates(session, tables)
             result = await aggregate_period(
                 session, period_type, scope, [1, 2], job_id=None, today=tuesday
             )
             assert result.succeeded, result.error
             assert (result.database_rows, result.instance_rows) == (4, 2)
-            counts = (
-                await session.execute(
-                    text(
-                        "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
-                        "WHERE relname IN (:db, :inst)"
-                    ),
-                    {
-                        "db": f"database_size_aggregations_{period_type.value}",
-                        "inst": f"instance_size_aggregations_{period_type.value}",
-                    },
-                )
-            ).all()
-            assert {name: (updated, hot) for name, updated, hot in counts} == {
-                f"database_size_aggregations_{period_type.value}": (4, 4),
-                f"instance_size_aggregations_{period_type.value}": (2, 2),
-            }
+            after = await _updates(session, tables)
+            # (updates, of which HOT) by this statement alone
+            assert {
+                level: (after[level][0] - counted[level][0], after[level][1] - counted[level][1])
+                for level in tables
+            } == {"database": (4, 4), "instance": (2, 2)}
             assert await _version(session, period_type) == before + 1
+
+
+async def _updates(session: AsyncSession, tables: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """Each table's updates and HOT updates not yet in the cumulative statistics: this
+    transaction's, and possibly earlier ones' on this connection (PostgreSQL flushes them at
+    most once a second), so only differences within one transaction are this statement's."""
+    counts = {}
+    for level, table in tables.items():
+        row = (
+            await session.execute(
+                text(
+                    "SELECT coalesce(n_tup_upd, 0), coalesce(n_tup_hot_upd, 0) "
+                    "FROM pg_stat_xact_user_tables WHERE relname = :t"
+                ),
+                {"t": table},
+            )
+        ).one()
+        counts[level] = (int(row[0]), int(row[1]))
+    return counts
 
 
 async def test_a_run_that_writes_nothing_keeps_the_version(
