@@ -36,13 +36,19 @@ async def _version(session: AsyncSession, period_type: PeriodType) -> int:
     return int(version or 0)
 
 
-async def test_the_nights_updates_are_hot_and_move_the_version(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> None:
+async def _monday_aggregated(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Two instances' Monday samples, aggregated the next morning: the week, month and
+    quarter are open, each with a stored row per database and instance."""
     async with sessionmaker() as session, session.begin():
         await create_instances(session, [1, 2])
         await write_samples(session, _day(MONDAY, 100))
     await run_incremental(sessionmaker, [1, 2], today=MONDAY + timedelta(days=1))
+
+
+async def test_the_nights_updates_are_hot_and_move_the_version(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    await _monday_aggregated(sessionmaker)
     tuesday = MONDAY + timedelta(days=1)
     async with sessionmaker() as session, session.begin():
         await write_samples(session, _day(tuesday, 120))
@@ -73,28 +79,21 @@ async def _updates(session: AsyncSession, tables: dict[str, str]) -> dict[str, t
     """Each table's updates and HOT updates not yet in the cumulative statistics: this
     transaction's, and possibly earlier ones' on this connection (PostgreSQL flushes them at
     most once a second), so only differences within one transaction are this statement's."""
-    counts = {}
-    for level, table in tables.items():
-        row = (
-            await session.execute(
-                text(
-                    "SELECT coalesce(n_tup_upd, 0), coalesce(n_tup_hot_upd, 0) "
-                    "FROM pg_stat_xact_user_tables WHERE relname = :t"
-                ),
-                {"t": table},
-            )
-        ).one()
-        counts[level] = (int(row[0]), int(row[1]))
-    return counts
+    rows = await session.execute(
+        text(
+            "SELECT relname, coalesce(n_tup_upd, 0), coalesce(n_tup_hot_upd, 0) "
+            "FROM pg_stat_xact_user_tables WHERE relname = ANY(:tables)"
+        ),
+        {"tables": list(tables.values())},
+    )
+    by_table = {name: (int(updated), int(hot)) for name, updated, hot in rows}
+    return {level: by_table.get(table, (0, 0)) for level, table in tables.items()}
 
 
 async def test_a_run_that_writes_nothing_keeps_the_version(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with sessionmaker() as session, session.begin():
-        await create_instances(session, [1, 2])
-        await write_samples(session, _day(MONDAY, 100))
-    await run_incremental(sessionmaker, [1, 2], today=MONDAY + timedelta(days=1))
+    await _monday_aggregated(sessionmaker)
     async with sessionmaker() as session:
         before = [await _version(session, p) for p in PeriodType]
     results = await run_incremental(sessionmaker, [1, 2], today=MONDAY + timedelta(days=1))
