@@ -8,6 +8,7 @@ cache key (SQLAlchemy memoizes it), so its compiled form is found without walkin
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,11 @@ if TYPE_CHECKING:
 DB = DatabaseSizeAggregation
 INST = InstanceSizeAggregation
 
-_STATEMENTS: dict[tuple[Any, ...], Executable] = {}
+# Statements built once per shape, the least recently used dropped beyond _MAX_STATEMENTS: a
+# page's size is in its shape (``rendered.page_literal``), so the shapes a client can ask for
+# are many, though few are ever used.
+_STATEMENTS: OrderedDict[tuple[Any, ...], Executable] = OrderedDict()
+_MAX_STATEMENTS = 1024
 
 # The filters (by their names in :func:`filter_values`) that are conditions on ``instances``.
 INSTANCE_FILTERS = frozenset({"db_type", "environment", "instance_name_pattern"})
@@ -39,6 +44,10 @@ def statement(shape: tuple[Any, ...], build: Callable[[], Executable]) -> Execut
     built = _STATEMENTS.get(shape)
     if built is None:
         built = _STATEMENTS[shape] = build()
+        if len(_STATEMENTS) > _MAX_STATEMENTS:
+            _STATEMENTS.popitem(last=False)
+    else:
+        _STATEMENTS.move_to_end(shape)
     return built
 
 

@@ -109,8 +109,11 @@ class _Reader:
         build: Callable[[], Awaitable[BaseModel | RawJson]],
         *,
         forecast: bool = False,
+        instance_id: int | None = None,
     ) -> Response:
-        tag = await self.service.etag(self.key, period_types, forecast=forecast)
+        tag = await self.service.etag(
+            self.key, period_types, forecast=forecast, instance_id=instance_id
+        )
         return await _conditional(self.if_none_match, tag, build)
 
 
@@ -212,10 +215,10 @@ async def instance_statistics(
     ] = None,
 ) -> Response:
     """An instance's series, oldest first; a period without samples is absent."""
-    await read.service.require_instance(instance_id)
     return await read.answer(
         (period_type,),
         lambda: read.service.instance_series(instance_id, period_type, start, end, include=include),
+        instance_id=instance_id,
     )
 
 
@@ -234,10 +237,10 @@ async def database_statistics(
     end: End = None,
 ) -> Response:
     """One database's series, oldest first; a period without samples is absent."""
-    await read.service.require_instance(instance_id)
     return await read.answer(
         (period_type,),
         lambda: read.service.database_series(instance_id, database_name, period_type, start, end),
+        instance_id=instance_id,
     )
 
 

@@ -177,10 +177,15 @@ def keyset_condition(
 
 
 def rendered_page(
-    rows: Select[Any], model: type[DB] | type[INST], sort: SortField, order: SortOrder
+    rows: Select[Any],
+    model: type[DB] | type[INST],
+    sort: SortField,
+    order: SortOrder,
+    *,
+    page_size: int,
 ) -> Select[Any]:
     """A page of ``rows`` (a page and one more) as JSON objects (``statistics.rendered``) in
-    the page's order, joined into one row (:func:`rendered.one_page`, ``:page_size`` bound)
+    the page's order, joined into one row (:func:`rendered.one_page`, ``page_size`` rows)
     with the last row's sort value and key beside them (the next page's cursor)."""
     keys = [column.key for column in key_columns(model)]
     nullable = sort not in NOT_NULL_SORTS
@@ -195,4 +200,4 @@ def rendered_page(
         keep=keep,
         order_by=order_by,
     )
-    return one_page(page, keep=keep, order_by=order_by)
+    return one_page(page, keep=keep, order_by=order_by, page_size=page_size)

@@ -39,6 +39,7 @@ from dbsize.statistics.filters import (
     rendered_page,
 )
 from dbsize.statistics.kept import keep
+from dbsize.statistics.rendered import page_literal
 from dbsize.statistics.schemas import SortField, SortOrder, StatisticsLevel
 
 _SORT_VALUES = ("avg_size_mb", "size_change_mb", "size_change_percent")
@@ -110,14 +111,15 @@ def kept_first_page(
         page = (
             select(scope)
             .order_by(*ordering(scope.c[sort.value], keys, order, nullable=nullable))
-            .limit(bindparam("limit"))
+            .limit(page_literal(limit))
             .subquery()
         )
         rows = kept_rows(level, page, flt.period_type.value)
-        return rendered_page(rows, model, sort, order)
+        return rendered_page(rows, model, sort, order, page_size=limit - 1)
 
-    query = statement(("kept_first_page", level, flt.period_type, names, sort, order), build)
-    return query, {**values, "version": version, "limit": limit}
+    shape = ("kept_first_page", level, flt.period_type, names, sort, order, limit)
+    query = statement(shape, build)
+    return query, {**values, "version": version}
 
 
 def _joined(scope: Select[Any], kept: TableClause, filter_names: tuple[str, ...]) -> Select[Any]:

@@ -54,7 +54,7 @@ from dbsize.statistics.filters import (
     rendered_page,
 )
 from dbsize.statistics.latest import kept_first_page, kept_rows, kept_scope
-from dbsize.statistics.rendered import rendered
+from dbsize.statistics.rendered import page_literal, rendered
 from dbsize.statistics.schemas import (
     DatabaseStatistics,
     SortField,
@@ -104,7 +104,7 @@ class StatisticsRepository:
             query, params = kept_first_page(
                 level, flt, sort=sort, order=order, version=kept_version, limit=limit
             )
-            return await self._page(query, params, limit)
+            return await self._page(query, params)
         if kept_version is not None:
             scope_sq = kept_scope(level, flt, kept_version).subquery()
         elif flt.latest:
@@ -126,15 +126,17 @@ class StatisticsRepository:
         nullable = sort not in NOT_NULL_SORTS
         if after is not None:
             query = query.where(keyset_condition(sort_col, keys, order, after, nullable=nullable))
-        query = query.order_by(*ordering(sort_col, keys, order, nullable=nullable)).limit(limit)
+        query = query.order_by(*ordering(sort_col, keys, order, nullable=nullable)).limit(
+            page_literal(limit)
+        )
         if kept_version is not None:
             # The page's keys and periods come from the narrow kept rows; only they are read.
             query = kept_rows(level, query.subquery(), flt.period_type.value)
-        return await self._page(rendered_page(query, model, sort, order), {}, limit)
+        return await self._page(rendered_page(query, model, sort, order, page_size=limit - 1), {})
 
-    async def _page(self, query: Executable, params: dict[str, Any], limit: int) -> dict[str, Any]:
-        """The one row of a ``filters.rendered_page`` statement (``limit``: a page and one)."""
-        return (await self._rows(query, {**params, "page_size": limit - 1}))[0]
+    async def _page(self, query: Executable, params: dict[str, Any]) -> dict[str, Any]:
+        """The one row of a ``filters.rendered_page`` statement."""
+        return (await self._rows(query, params))[0]
 
     async def _first_page(
         self,
@@ -163,7 +165,7 @@ class StatisticsRepository:
                     select(*model.__table__.columns)
                     .where(*conditions)
                     .order_by(*order_by)
-                    .limit(bindparam("limit"))
+                    .limit(page_literal(limit))
                     .subquery("page")
                 )
                 page = select(rows, Instance.name.label("instance_name")).join(
@@ -175,13 +177,13 @@ class StatisticsRepository:
                     .join(Instance, Instance.id == model.instance_id)
                     .where(*conditions)
                     .order_by(*order_by)
-                    .limit(bindparam("limit"))
+                    .limit(page_literal(limit))
                 )
-            return rendered_page(page, model, sort, order)
+            return rendered_page(page, model, sort, order, page_size=limit - 1)
 
-        shape = ("first_page", model.__tablename__, flt.period_type, names, sort, order)
+        shape = ("first_page", model.__tablename__, flt.period_type, names, sort, order, limit)
         query = statement(shape, build)
-        return await self._page(query, {**values, "limit": limit}, limit)
+        return await self._page(query, values)
 
     async def instance_totals(self, flt: StatisticsFilter) -> dict[str, Any]:
         """Sums over the instance rows a list with ``flt`` holds (one statement, one row)."""
@@ -295,8 +297,12 @@ class StatisticsRepository:
         return bool(await self._scalar(query, params))
 
     async def versions(
-        self, period_types: Sequence[PeriodType], *, capacities: bool = False
-    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        self,
+        period_types: Sequence[PeriodType],
+        *,
+        capacities: bool = False,
+        instance_id: int | None = None,
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...], str | None]:
         """What a read's ETag derives from, in one round trip: the statistics' version (each
         period type's counter in ``statistics_versions``, and the newest finished job) and the
         rest (instances' newest ``updated_at`` and count: names, types and environments appear
@@ -304,8 +310,12 @@ class StatisticsRepository:
 
         A period's statistics are written by jobs, both levels in one transaction, and that
         transaction adds one to its type's counter whenever it writes a row (migration 0019;
-        ``AggregationRepository.bump_statistics_version``)."""
+        ``AggregationRepository.bump_statistics_version``).
+
+        With ``instance_id``, the instance's name comes back too (None: no such instance), so a
+        series request checks its instance in the same round trip as its ETag."""
         kinds = tuple(p.value for p in period_types)
+        named = instance_id is not None
 
         def build() -> Executable:
             statistics: list[Any] = [
@@ -324,10 +334,16 @@ class StatisticsRepository:
                     select(func.max(_CAPACITIES.c.updated_at)).scalar_subquery(),
                     select(func.count()).select_from(_CAPACITIES).scalar_subquery(),
                 ]
-            return select(*statistics, *others)
+            name = (
+                select(Instance.name).where(Instance.id == bindparam("instance_id"))
+            ).scalar_subquery()
+            return select(*statistics, *others, *([name] if named else []))
 
         # A fixed shape per period types: its values are constants, so the statement is kept.
-        query = statement(("versions", kinds, capacities), build)
+        query = statement(("versions", kinds, capacities, named), build)
         n_statistics = len(kinds) + 1
-        row = tuple((await core_execute(self.session, query)).one())
-        return row[:n_statistics], row[n_statistics:]
+        params = {"instance_id": instance_id} if named else None
+        row = tuple((await core_execute(self.session, query, params)).one())
+        instance_name: str | None = row[-1] if named else None
+        values = row[:-1] if named else row
+        return values[:n_statistics], values[n_statistics:], instance_name

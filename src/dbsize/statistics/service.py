@@ -111,9 +111,23 @@ class StatisticsService:
         return name
 
     async def etag(
-        self, request_key: str, period_types: tuple[PeriodType, ...], *, forecast: bool = False
+        self,
+        request_key: str,
+        period_types: tuple[PeriodType, ...],
+        *,
+        forecast: bool = False,
+        instance_id: int | None = None,
     ) -> str:
-        statistics, others = await self.repository.versions(period_types, capacities=forecast)
+        """The ETag of a read of ``period_types``. With ``instance_id`` (a series), the
+        instance is checked in the same round trip (404 if it does not exist) and its name
+        kept for the body."""
+        statistics, others, name = await self.repository.versions(
+            period_types, capacities=forecast, instance_id=instance_id
+        )
+        if instance_id is not None:
+            if name is None:
+                raise NotFound(f"instance {instance_id} does not exist")
+            self.instance_names[instance_id] = name
         self.statistics_versions[period_types] = statistics
         if forecast:
             self.forecast_others = others
@@ -123,7 +137,7 @@ class StatisticsService:
     async def _forecast_others(self) -> tuple[Any, ...]:
         """The instances' and capacities' versions (read once per request: the ETag's)."""
         if self.forecast_others is None:
-            _, self.forecast_others = await self.repository.versions(
+            _, self.forecast_others, _ = await self.repository.versions(
                 FORECAST_PERIOD_TYPES, capacities=True
             )
         return self.forecast_others
@@ -131,7 +145,7 @@ class StatisticsService:
     async def _statistics(self, *period_types: PeriodType) -> tuple[Any, ...]:
         """The statistics' version of these period types (read once per request: the ETag's)."""
         if period_types not in self.statistics_versions:
-            data, _ = await self.repository.versions(period_types)
+            data, _, _ = await self.repository.versions(period_types)
             self.statistics_versions[period_types] = data
         return self.statistics_versions[period_types]
 
