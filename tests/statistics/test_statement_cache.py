@@ -5,8 +5,13 @@ from collections import OrderedDict
 
 import pytest
 from sqlalchemy import literal_column, select
+from sqlalchemy.dialects import postgresql
 
+from dbsize.aggregation.schemas import PeriodType
 from dbsize.statistics import bound
+from dbsize.statistics.filters import StatisticsFilter
+from dbsize.statistics.latest import kept_first_page
+from dbsize.statistics.schemas import SortField, SortOrder, StatisticsLevel
 
 
 @pytest.fixture
@@ -32,3 +37,26 @@ def test_the_least_recently_used_shape_is_dropped_beyond_the_bound() -> None:
     _built(4)  # a fourth shape drops the least recently used, 2
     assert list(bound._STATEMENTS) == [("page", 3), ("page", 1), ("page", 4)]
     assert _built(2) is not second
+
+
+@pytest.mark.parametrize("limit", [3, 501])
+def test_a_page_statement_binds_no_size(limit: int) -> None:
+    """The page size is written in the statement (``rendered.page_literal``): bound, PostgreSQL
+    planned the statement at every execution instead of keeping one plan."""
+    query, params = kept_first_page(
+        StatisticsLevel.database,
+        StatisticsFilter(period_type=PeriodType.monthly, latest=True),
+        sort=SortField.size_change_mb,
+        order=SortOrder.desc,
+        version="v1",
+        limit=limit,
+    )
+    compiled = query.compile(dialect=postgresql.dialect())  # type: ignore[attr-defined,no-untyped-call]
+    sql = str(compiled)
+    assert f"LIMIT {limit}" in sql
+    assert f"<= {limit - 1}" in sql
+    assert "limit" not in params
+    assert "page_size" not in params
+    bound_values = set(compiled.params.values())
+    assert limit not in bound_values
+    assert limit - 1 not in bound_values
