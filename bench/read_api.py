@@ -285,6 +285,26 @@ def report(timings: Sequence[Timing]) -> None:
               f" {t.bytes_per_response:8}  {t.statuses}")  # fmt: skip
 
 
+def report_rounds(rounds: Sequence[Sequence[Timing]]) -> None:
+    """Each endpoint over the rounds (``--rounds N``): the median p95 and its range, the median
+    CPU per request. The VM's speed drifts from one run to the next (the same code's CPU per
+    request moved by 40 % between two runs, docs/benchmarks/read-api.md, "Eighth round"):
+    one run's p95 is one sample of that drift, the median over rounds spaced minutes apart is
+    the number to compare with a target."""
+    print(f"\nover {len(rounds)} rounds")
+    print(f"{'endpoint':42} {'p95 ms median':>14} {'p95 min-max':>14} {'srv cpu median':>15}")
+    for index, first in enumerate(rounds[0]):
+        p95 = sorted(r[index].p95_ms for r in rounds)
+        cpu = [r[index].server_cpu_ms for r in rounds]
+        server = (
+            f"{statistics.median(c for c in cpu if c is not None):15.2f}"
+            if None not in cpu
+            else f"{'-':>15}"
+        )
+        spread = f"{p95[0]:.1f}-{p95[-1]:.1f}"
+        print(f"{first.name:42} {statistics.median(p95):14.1f} {spread:>14} {server}")
+
+
 async def load(rendered: str) -> None:
     today = datetime.now(UTC).date()
     loader.LAST_DAY = today
@@ -365,13 +385,18 @@ async def admin_key(rendered: str) -> str:
         await engine.dispose()
 
 
-def start_server(database_url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
-    """``dbsize serve --workers N`` on ``port``, logging warnings only."""
+def start_server(
+    database_url: str, port: int, workers: int, *, pythonpath: str | None = None
+) -> subprocess.Popen[bytes]:
+    """``dbsize serve --workers N`` on ``port``, logging warnings only; with ``pythonpath``,
+    the code of that ``src`` (another checkout's) instead of this one's."""
     env = os.environ | {
         "DBSIZE_DATABASE_URL": database_url,
         "DBSIZE_TIMEZONE": "UTC",
         "DBSIZE_LOG_LEVEL": "WARNING",
     }
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
     command = [sys.executable, "-m", "dbsize", "serve", "--host", "127.0.0.1", "--port", str(port)]
     return subprocess.Popen([*command, "--workers", str(workers)], env=env)
 
@@ -386,12 +411,20 @@ async def measure(rendered: str, args: argparse.Namespace) -> None:
         async with httpx.AsyncClient(base_url=base) as probe:
             await _wait_ready(probe, server)
         paths = [(p, p) for p in args.path] if args.path else ENDPOINTS
-        print(f"load average at start: {_loadavg()}", flush=True)
-        timings = await time_paths(
-            base, key, paths, requests=args.requests, clients=args.clients, server_pid=server.pid
-        )
-        print(f"load average at end: {_loadavg()}")
-        report(timings)
+        rounds: list[list[Timing]] = []
+        for number in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                print(f"round {number} of {args.rounds}", flush=True)
+            print(f"load average at start: {_loadavg()}", flush=True)
+            timings = await time_paths(
+                base, key, paths, requests=args.requests, clients=args.clients,
+                server_pid=server.pid,
+            )  # fmt: skip
+            print(f"load average at end: {_loadavg()}")
+            report(timings)
+            rounds.append(timings)
+        if args.rounds > 1:
+            report_rounds(rounds)
         if args.cold:
             await cold_forecast(rendered, base, key, args.cold)
     finally:
@@ -535,6 +568,9 @@ def main() -> None:
     parser.add_argument("--path", action="append", default=[], help="time these GET paths")
     parser.add_argument("--explain", action="store_true", help="print the main plans and stop")
     parser.add_argument("--workers", type=int, default=1, help="API processes (dbsize serve)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="time every endpoint this many times, in turn"
+    )
     parser.add_argument(
         "--cold", type=int, default=0, metavar="N", help="also time N cold fleet forecasts"
     )
