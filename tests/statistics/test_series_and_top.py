@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+import pytest
 from httpx import AsyncClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dbsize.aggregation.schemas import PeriodType
+from dbsize.statistics import service
 from tests.aggregation.helpers import range_scope, run_scope, write_samples
 from tests.aggregation.reference import Sample
 from tests.statistics.conftest import TODAY, Fleet
@@ -174,6 +176,20 @@ class TestDatabaseSeries:
         )
         assert response.status_code == 404
         assert response.json()["detail"] == "instance 2 has no statistics of database 'nope'"
+
+    @pytest.mark.parametrize("path", ["/statistics", "/databases/shop/statistics"])
+    async def test_unknown_instance_is_404_even_when_the_tag_matches(
+        self, client: AsyncClient, fleet: Fleet, monkeypatch: pytest.MonkeyPatch, path: str
+    ) -> None:
+        # The instance is checked in the ETag's round trip, before the tag is compared: a
+        # client holding a tag that matches is told the instance is gone, not 304.
+        monkeypatch.setattr(service, "version_tag", lambda *parts: 'W/"same"')
+        url = f"/v1/instances/999{path}?period_type=monthly"
+        response = await client.get(url, headers={"If-None-Match": 'W/"same"'})
+        assert response.status_code == 404
+        assert response.json()["detail"] == "instance 999 does not exist"
+        known = url.replace("/999/", f"/{fleet.shop_id}/")
+        assert (await client.get(known, headers={"If-None-Match": 'W/"same"'})).status_code == 304
 
     async def test_etag_answers_304(self, client: AsyncClient, fleet: Fleet) -> None:
         url = f"/v1/instances/{fleet.shop_id}/databases/shop/statistics?period_type=monthly"
