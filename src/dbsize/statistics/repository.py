@@ -339,7 +339,8 @@ class StatisticsRepository:
             ).scalar_subquery()
             return select(*statistics, *others, *([name] if named else []))
 
-        # A fixed shape per period types: its values are constants, so the statement is kept.
+        # A fixed shape per period types (and whether an instance is named): its values are
+        # constants but the instance id, so the statement is kept.
         query = statement(("versions", kinds, capacities, named), build)
         n_statistics = len(kinds) + 1
         params = {"instance_id": instance_id} if named else None
