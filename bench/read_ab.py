@@ -24,6 +24,7 @@ from collections import defaultdict
 import httpx
 from sqlalchemy.engine import make_url
 
+from aggregation import SERVER_URL
 from ingest import _free_port, _wait_ready
 from read_api import ENDPOINTS, Timing, admin_key, ensure_capacities, start_server, time_paths
 
@@ -87,8 +88,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--path", action="append", default=[], help="time these GET paths")
     args = parser.parse_args()
-    server = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-    rendered = make_url(server).set(database=args.reuse).render_as_string(hide_password=False)
+    rendered = make_url(SERVER_URL).set(database=args.reuse).render_as_string(hide_password=False)
     asyncio.run(ensure_capacities(rendered))
     asyncio.run(compare(rendered, args))
 

@@ -575,11 +575,8 @@ def main() -> None:
         "--cold", type=int, default=0, metavar="N", help="also time N cold fleet forecasts"
     )
     args = parser.parse_args()
-    server = os.environ.get(
-        "DBSIZE_BENCH_SERVER", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-    )
     name = args.reuse or f"dbsize_bench_read_{uuid.uuid4().hex[:8]}"
-    rendered = make_url(server).set(database=name).render_as_string(hide_password=False)
+    rendered = make_url(loader.SERVER_URL).set(database=name).render_as_string(hide_password=False)
     if not args.reuse:
         create_and_upgrade(rendered)
         print(f"database {name}", flush=True)
