@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dbsize import periods
 from dbsize.aggregation import rebuild, sql
 from dbsize.aggregation.schemas import DateWindow, Level, PeriodType
 from dbsize.aggregation.writes import Targets, Write, WriteKind
@@ -153,16 +154,25 @@ class AggregationRepository:
     async def restore_settings(self, previous: dict[str, str]) -> None:
         await self._set(previous)
 
-    async def bump_statistics_version(self, period_type: PeriodType) -> None:
+    async def bump_statistics_version(self, period_type: PeriodType, today: date) -> None:
         """One more version of ``period_type``'s statistics, in the transaction of the rows
-        that make it (migration 0019): what the read side's ETags derive from."""
+        that make it (migration 0019): what the read side's ETags derive from. With it, the
+        bound on complete rows (migration 0020): a row this transaction wrote complete ended
+        before ``today``, so it starts before the period containing ``today``; the bound only
+        rises (``greatest``), so rows completed by an earlier job with a later today (another
+        time zone) stay under it."""
         await self.session.execute(
             text(
-                "INSERT INTO statistics_versions AS v (period_type, version, changed_at) "
-                "VALUES (:period_type, 1, now()) ON CONFLICT (period_type) "
-                "DO UPDATE SET version = v.version + 1, changed_at = now()"
+                "INSERT INTO statistics_versions AS v "
+                "(period_type, version, changed_at, complete_below) "
+                "VALUES (:period_type, 1, now(), :complete_below) ON CONFLICT (period_type) "
+                "DO UPDATE SET version = v.version + 1, changed_at = now(), "
+                "complete_below = greatest(v.complete_below, EXCLUDED.complete_below)"
             ),
-            {"period_type": period_type.value},
+            {
+                "period_type": period_type.value,
+                "complete_below": periods.period_start(period_type, today),
+            },
         )
 
     async def use_jit(self, enabled: bool) -> None:

@@ -194,7 +194,7 @@ async def aggregate_period(
             if written.database_rows or written.instance_rows:
                 # Last, so that the row lock (a concurrent job's same period type waits for
                 # it) is held only until this transaction commits.
-                await repo.bump_statistics_version(period_type)
+                await repo.bump_statistics_version(period_type, today)
             await repo.restore_settings(previous)
     except Exception as exc:
         if is_transient_db_error(exc):

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, bindparam, literal_column, select
+from sqlalchemy import ColumnElement, bindparam, column, func, literal_column, select, table
 from sqlalchemy.sql import Executable
 
 from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggregation
@@ -121,6 +121,30 @@ def complete_before(period_type: PeriodType, now: datetime | None = None) -> dat
     return period_start(period_type, today_in(_LATEST_ZONE, instant))
 
 
+# Each period type's bound on its complete rows, kept by the writers (migration 0020).
+_VERSIONS = table("statistics_versions", column("period_type"), column("complete_below"))
+
+
+def below_complete_bound(
+    model: type[DB] | type[INST], period_type: str, clock_bound: Any
+) -> ColumnElement[bool]:
+    """``period_start`` under both bounds on complete rows: ``clock_bound``
+    (:func:`complete_before`, what no job's today can pass) and ``complete_below``, which
+    every period transaction that writes rows raises to the start of the period containing
+    its today (``AggregationRepository.bump_statistics_version``). The clock's bound alone
+    let the index scan start inside the newest period from the day that period ends in
+    UTC+14 until the next job runs: a weekly ``complete=true`` list walked the current week's
+    20,000 incomplete rows every Sunday (decision 0007, "Speed, ninth round"). Read in the
+    statement (one snapshot with the rows it bounds); ``least`` ignores a missing bound."""
+    kept = (
+        select(_VERSIONS.c.complete_below)
+        .where(period_type_is(_VERSIONS.c.period_type, period_type))
+        .scalar_subquery()
+    )
+    condition: ColumnElement[bool] = model.period_start < func.least(kept, clock_bound)
+    return condition
+
+
 def bound_conditions(
     model: type[DB] | type[INST], names: Sequence[str], period_type: str
 ) -> list[ColumnElement[bool]]:
@@ -132,7 +156,7 @@ def bound_conditions(
         "start": model.period_start >= bindparam("start"),
         "end": model.period_start <= bindparam("end"),
         "complete": model.is_complete == bindparam("complete"),
-        "complete_before": model.period_start < bindparam("complete_before"),
+        "complete_before": below_complete_bound(model, period_type, bindparam("complete_before")),
     }
     names_column = DB.database_name if model is DB else None
     keys = [name for name in names if name not in conditions]

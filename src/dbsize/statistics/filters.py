@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, Date, Select, and_, func, literal, or_, select, tuple_
 
 from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggregation
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.instances.models import Instance
-from dbsize.statistics.bound import complete_before, like_escaped
+from dbsize.statistics.bound import below_complete_bound, complete_before, like_escaped
 from dbsize.statistics.rendered import one_page, rendered
 from dbsize.statistics.schemas import (
     DatabaseStatistics,
@@ -102,7 +102,8 @@ def conditions(model: type[DB] | type[INST], flt: StatisticsFilter) -> list[Colu
     if flt.complete is not None:
         conditions.append(model.is_complete == flt.complete)
     if flt.complete:
-        conditions.append(model.period_start < complete_before(flt.period_type))
+        clock_bound = literal(complete_before(flt.period_type), Date)
+        conditions.append(below_complete_bound(model, flt.period_type.value, clock_bound))
     names = DB.database_name if model is DB else None
     return conditions + key_conditions(model.instance_id, names, flt)
 
