@@ -28,7 +28,10 @@ DAYS = [SUNDAY - timedelta(days=n) for n in range(9)]  # Friday 4 April .. Sunda
 async def _bounds(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, date | None]:
     async with sessionmaker() as session:
         rows = await session.execute(
-            text("SELECT period_type, complete_below FROM statistics_versions")
+            text(
+                "SELECT period_type, complete_below FROM statistics_versions "
+                "WHERE complete_version = version"
+            )
         )
         return {period_type: bound for period_type, bound in rows}
 
@@ -127,3 +130,42 @@ async def test_complete_lists_read_under_the_writers_bound(
     assert await _pages(client, period_type="daily") == [
         key for key in every if key[1] < lowered.isoformat()
     ]
+
+
+async def test_a_bump_by_the_previous_code_leaves_no_complete_row_above_the_bound(
+    client: AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """A worker of the code before migration 0020 bumps the version without raising the bound,
+    after completing rows above it. Readers then ignore the bound, and the next writer of this
+    code, even with an earlier today, recomputes it from the rows before raising it."""
+    instance_id = await _fleet(client, sessionmaker)
+    await run_incremental(sessionmaker, [instance_id], today=MONDAY)
+    # The previous code's night: Monday's samples, aggregated the next morning (Monday's
+    # daily rows complete), its bump leaving the bound where it was.
+    async with sessionmaker() as session, session.begin():
+        await write_samples(
+            session, [Sample(instance_id, name, MONDAY, Decimal(300)) for name in ("a", "b")]
+        )
+    await run_incremental(sessionmaker, [instance_id], today=MONDAY + timedelta(days=1))
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE statistics_versions SET complete_below = :d, "
+                "complete_version = version - 1 WHERE period_type = 'daily'"
+            ),
+            {"d": MONDAY},
+        )
+    complete = await _complete_rows(sessionmaker, PeriodType.daily)
+    assert ("a", MONDAY.isoformat()) in complete
+    assert await _pages(client, period_type="daily") == complete
+    # This code's next write has an earlier today (a late sample of Thursday, aggregated by a
+    # worker whose today is still Monday): the bound is recomputed, not merely raised.
+    async with sessionmaker() as session, session.begin():
+        await write_samples(
+            session, [Sample(instance_id, "a", SUNDAY - timedelta(days=3), Decimal(999))]
+        )
+    await run_incremental(sessionmaker, [instance_id], today=MONDAY)
+    assert (await _bounds(sessionmaker))["daily"] == MONDAY + timedelta(days=1)
+    assert await _pages(client, period_type="daily") == await _complete_rows(
+        sessionmaker, PeriodType.daily
+    )

@@ -54,6 +54,28 @@ STATEMENT_SETTINGS: dict[str, str] = {
 }
 INCREMENTAL_SETTINGS: dict[str, str] = {**STATEMENT_SETTINGS, "jit": "off"}
 
+# The version bump with the bound on complete rows (``bump_statistics_version``).
+_BUMP_VERSION = """
+    INSERT INTO statistics_versions AS v
+        (period_type, version, changed_at, complete_below, complete_version)
+    VALUES (:period_type, 1, now(), :complete_below, 1)
+    ON CONFLICT (period_type) DO UPDATE SET
+        version = v.version + 1,
+        changed_at = now(),
+        complete_below = greatest(
+            CASE WHEN v.complete_version = v.version THEN v.complete_below
+                 ELSE greatest(
+                     (SELECT max(d.period_start) FROM database_size_aggregations AS d
+                      WHERE d.period_type = v.period_type AND d.is_complete),
+                     (SELECT max(i.period_start) FROM instance_size_aggregations AS i
+                      WHERE i.period_type = v.period_type AND i.is_complete)
+                 ) + 1
+            END,
+            EXCLUDED.complete_below
+        ),
+        complete_version = v.version + 1
+"""
+
 _PARAM_TYPES = {
     "ids": "integer[]",
     "read_start": "date",
@@ -158,17 +180,13 @@ class AggregationRepository:
         """One more version of ``period_type``'s statistics, in the transaction of the rows
         that make it (migration 0019): what the read side's ETags derive from. With it, the
         bound on complete rows (migration 0020): a row this transaction wrote complete ended
-        before ``today``, so it starts before the period containing ``today``; the bound only
+        before ``today``, so it starts before the period containing ``today``. The bound only
         rises (``greatest``), so rows completed by an earlier job with a later today (another
-        time zone) stay under it."""
+        time zone) stay under it. If a writer of the previous code bumped the version since
+        the bound was kept (``complete_version`` behind), rows it completed may lie above the
+        bound: it is recomputed from the rows first (as the migration seeded it)."""
         await self.session.execute(
-            text(
-                "INSERT INTO statistics_versions AS v "
-                "(period_type, version, changed_at, complete_below) "
-                "VALUES (:period_type, 1, now(), :complete_below) ON CONFLICT (period_type) "
-                "DO UPDATE SET version = v.version + 1, changed_at = now(), "
-                "complete_below = greatest(v.complete_below, EXCLUDED.complete_below)"
-            ),
+            text(_BUMP_VERSION),
             {
                 "period_type": period_type.value,
                 "complete_below": periods.period_start(period_type, today),

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, bindparam, column, func, literal_column, select, table
+from sqlalchemy import ColumnElement, bindparam, case, column, func, literal_column, select, table
 from sqlalchemy.sql import Executable
 
 from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggregation
@@ -122,7 +122,13 @@ def complete_before(period_type: PeriodType, now: datetime | None = None) -> dat
 
 
 # Each period type's bound on its complete rows, kept by the writers (migration 0020).
-_VERSIONS = table("statistics_versions", column("period_type"), column("complete_below"))
+_VERSIONS = table(
+    "statistics_versions",
+    column("period_type"),
+    column("version"),
+    column("complete_below"),
+    column("complete_version"),
+)
 
 
 def below_complete_bound(
@@ -135,12 +141,13 @@ def below_complete_bound(
     let the index scan start inside the newest period from the day that period ends in
     UTC+14 until the next job runs: a weekly ``complete=true`` list walked the current week's
     20,000 incomplete rows every Sunday (decision 0007, "Speed, ninth round"). Read in the
-    statement (one snapshot with the rows it bounds); ``least`` ignores a missing bound."""
-    kept = (
-        select(_VERSIONS.c.complete_below)
-        .where(period_type_is(_VERSIONS.c.period_type, period_type))
-        .scalar_subquery()
-    )
+    statement (one snapshot with the rows it bounds); ``least`` ignores a missing bound, and
+    one kept at an older version than the current (migration 0020)."""
+    v = _VERSIONS.c
+    # Kept at the current version, or not at all: a writer of the previous code bumps the
+    # version without raising the bound (migration 0020).
+    kept_bound = case((v.complete_version == v.version, v.complete_below))
+    kept = select(kept_bound).where(period_type_is(v.period_type, period_type)).scalar_subquery()
     condition: ColumnElement[bool] = model.period_start < func.least(kept, clock_bound)
     return condition
 

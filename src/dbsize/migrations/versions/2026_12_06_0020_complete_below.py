@@ -8,8 +8,14 @@ as under the clock's bound (``statistics.bound.below_complete_bound``); the cloc
 them walk the newest period's incomplete rows from the day that period ends in UTC+14 until the
 next job runs (decision 0007, "Speed, ninth round").
 
+``complete_version`` is the ``version`` the bound was last kept at. A worker of the previous
+code (still running while the API is upgraded) bumps ``version`` without raising the bound, and
+may complete rows above it: the read side then ignores the bound (only the clock's applies),
+and the next writer of this code recomputes it from the rows before raising it
+(``AggregationRepository.bump_statistics_version``).
+
 Seeded from the rows present: the day after the newest complete row's ``period_start`` at
-either level (NULL without complete rows: no bound beyond the clock's).
+either level (NULL without complete rows: no bound beyond the clock's), at the current version.
 
 Revision ID: 0020_complete_below
 Revises: 0019_statistics_versions
@@ -29,17 +35,22 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     execute_script(
         """
-        ALTER TABLE statistics_versions ADD COLUMN complete_below date;
+        ALTER TABLE statistics_versions
+            ADD COLUMN complete_below date,
+            ADD COLUMN complete_version bigint;
         UPDATE statistics_versions AS v
         SET complete_below = greatest(
                 (SELECT max(d.period_start) FROM database_size_aggregations AS d
                  WHERE d.period_type = v.period_type AND d.is_complete),
                 (SELECT max(i.period_start) FROM instance_size_aggregations AS i
                  WHERE i.period_type = v.period_type AND i.is_complete)
-            ) + 1;
+            ) + 1,
+            complete_version = v.version;
         """
     )
 
 
 def downgrade() -> None:
-    execute_script("ALTER TABLE statistics_versions DROP COLUMN complete_below;")
+    execute_script(
+        "ALTER TABLE statistics_versions DROP COLUMN complete_below, DROP COLUMN complete_version;"
+    )
