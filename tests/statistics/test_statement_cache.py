@@ -7,11 +7,13 @@ import pytest
 from sqlalchemy import literal_column, select
 from sqlalchemy.dialects import postgresql
 
+from dbsize.aggregation.models import DatabaseSizeAggregation
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.statistics import bound
 from dbsize.statistics.filters import StatisticsFilter
 from dbsize.statistics.latest import kept_first_page
-from dbsize.statistics.schemas import SortField, SortOrder, StatisticsLevel
+from dbsize.statistics.schemas import GrowthMeasure, SortField, SortOrder, StatisticsLevel
+from dbsize.statistics.top import _top_statement
 
 
 @pytest.fixture
@@ -60,3 +62,21 @@ def test_a_page_statement_binds_no_size(limit: int) -> None:
     bound_values = set(compiled.params.values())
     assert limit not in bound_values
     assert limit - 1 not in bound_values
+
+
+@pytest.mark.parametrize("ranked", [False, True])
+def test_a_top_statement_binds_no_n(ranked: bool) -> None:
+    """Top-N's ``n`` is written in its statement as a page's size is: bound, PostgreSQL
+    planned it at every execution (0.84 ms to bind against 0.25 ms to run, in its log)."""
+    query = _top_statement(
+        DatabaseSizeAggregation,
+        PeriodType.monthly,
+        GrowthMeasure.size_change_mb,
+        ranked,
+        ("db_type",),
+        17,
+    )
+    compiled = query.compile(dialect=postgresql.dialect())  # type: ignore[attr-defined,no-untyped-call]
+    assert "LIMIT 17" in str(compiled)
+    assert "n" not in compiled.params
+    assert 17 not in set(compiled.params.values())

@@ -24,6 +24,7 @@ from dbsize.statistics.bound import (
 )
 from dbsize.statistics.filters import DB, INST, StatisticsFilter, key_columns
 from dbsize.statistics.kept import keep
+from dbsize.statistics.rendered import page_literal
 from dbsize.statistics.schemas import GrowthMeasure, StatisticsLevel
 
 # Each database's rank in a period by a measure, kept per version (migration 0015): top
@@ -104,14 +105,11 @@ class TopRepository:
             # conditions on a row's key apply to them.
             values = {k: v for k, v in values.items() if k in _KEY_FILTERS}
         names = tuple(values)
-        shape = ("top", model.__tablename__, flt.period_type, by, ranked, names)
-        query = statement(shape, lambda: _top_statement(model, flt.period_type, by, ranked, names))
-        params = {
-            **values,
-            "period_start": period_start,
-            "previous_start": previous_start,
-            "n": n,
-        }
+        shape = ("top", model.__tablename__, flt.period_type, by, ranked, names, n)
+        query = statement(
+            shape, lambda: _top_statement(model, flt.period_type, by, ranked, names, n)
+        )
+        params = {**values, "period_start": period_start, "previous_start": previous_start}
         if ranked:
             params["ranks_version"] = ranks_version
         result = await core_execute(self.session, query, params)
@@ -134,6 +132,7 @@ def _top_statement(
     by: GrowthMeasure,
     ranked: bool,
     names: tuple[str, ...],
+    n: int,
 ) -> Executable:
     """:meth:`TopRepository.top`'s statement for one shape, its values bound: the filter's
     (``names``), ``period_start``, ``previous_start``, ``n`` and, ``ranked``, the kept ranks'
@@ -161,7 +160,7 @@ def _top_statement(
                 *bound_key_conditions(ranks.instance_id, ranks.database_name, names),
             )
             .order_by(ranks.rank)
-            .limit(bindparam("n"))
+            .limit(page_literal(n))
             .subquery()
         )
     else:
@@ -175,7 +174,7 @@ def _top_statement(
                 model.period_start == bindparam("period_start"),
             )
             .order_by(value.is_(None), value.desc(), *key_columns(model))
-            .limit(bindparam("n"))
+            .limit(page_literal(n))
             .subquery()
         )
     previous = aliased(model)
