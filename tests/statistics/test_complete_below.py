@@ -92,9 +92,19 @@ async def test_a_write_raises_the_bound_to_the_period_of_its_today_and_never_low
     # A range job run with an earlier today (a worker in a zone still on Sunday) writes rows
     # (the week becomes incomplete again) but does not lower the bound: rows other jobs
     # completed under it may remain.
+    before = await _versions(sessionmaker)
     await run_scope(sessionmaker, range_scope(DAYS[-1], SUNDAY), [instance_id], today=SUNDAY)
+    after = await _versions(sessionmaker)
+    assert after["daily"] == before["daily"] + 1  # it wrote rows, so it bumped
+    assert after["weekly"] == before["weekly"] + 1
     assert (await _bounds(sessionmaker))["daily"] == MONDAY
     assert (await _bounds(sessionmaker))["weekly"] == MONDAY
+
+
+async def _versions(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    async with sessionmaker() as session:
+        rows = await session.execute(text("SELECT period_type, version FROM statistics_versions"))
+        return {period_type: int(version) for period_type, version in rows}
 
 
 async def test_complete_lists_keep_every_complete_row_up_to_the_bound(

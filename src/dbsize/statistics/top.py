@@ -135,8 +135,9 @@ def _top_statement(
     n: int,
 ) -> Executable:
     """:meth:`TopRepository.top`'s statement for one shape, its values bound: the filter's
-    (``names``), ``period_start``, ``previous_start``, ``n`` and, ``ranked``, the kept ranks'
-    ``ranks_version``."""
+    (``names``), ``period_start``, ``previous_start`` and, ``ranked``, the kept ranks'
+    ``ranks_version``. ``n`` is written in it (``rendered.page_literal``): bound, PostgreSQL
+    planned the statement at every execution (decision 0007, "Speed, ninth round")."""
     value = getattr(model, by.value)
     if ranked:
         # The kept ranks in order (their primary key), each key's row of the period joined,
