@@ -291,10 +291,13 @@ class AggregationRepository:
         """No statistics row of these instances in [start, end]: the window can be INSERTed.
         Safe from a concurrent writer: jobs hold their instances' locks (jobs.locks)."""
         assert table in ("database_size_aggregations", "instance_size_aggregations")
+        named = ""
+        if table == "database_size_aggregations":  # its key leads with the period
+            named = f"AND period_start = ANY({sql.named_starts(period_type, ':start', ':end')})"
         found = await self.session.scalar(
             text(
                 f"SELECT EXISTS (SELECT FROM {table} WHERE instance_id = ANY(:ids) "
-                "AND period_type = :pt AND period_start BETWEEN :start AND :end)"
+                f"AND period_type = :pt AND period_start BETWEEN :start AND :end {named})"
             ),
             {"ids": list(instance_ids), "pt": period_type.value, "start": start, "end": end},
         )

@@ -21,6 +21,7 @@ from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggre
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.instances.models import Instance
 from dbsize.periods import period_start, today_in
+from dbsize.statistics.named_periods import named_periods
 from dbsize.statistics.rendered import json_arrays, rendered
 from dbsize.statistics.schemas import DatabaseStatistics, InstanceStatistics
 
@@ -167,8 +168,20 @@ def bound_conditions(
     }
     names_column = DB.database_name if model is DB else None
     keys = [name for name in names if name not in conditions]
-    return [conditions[name] for name in names if name in conditions] + bound_key_conditions(
-        model.instance_id, names_column, keys
+    named: list[ColumnElement[bool]] = []
+    if model is DB and ("instance_ids" in names or "database_name" in names):
+        # A few instances' rows: their periods named (statistics.named_periods).
+        named.append(
+            named_periods(
+                PeriodType(period_type),
+                bindparam("start") if "start" in names else None,
+                bindparam("end") if "end" in names else None,
+            )
+        )
+    return (
+        [conditions[name] for name in names if name in conditions]
+        + named
+        + bound_key_conditions(model.instance_id, names_column, keys)
     )
 
 
@@ -219,6 +232,14 @@ def series(
             conditions.append(model.period_start <= bindparam("end"))
         if database_name:
             conditions.append(DB.database_name == bindparam("database_name"))
+        if model is DB:
+            conditions.append(
+                named_periods(
+                    period_type,
+                    bindparam("start") if start else None,
+                    bindparam("end") if end else None,
+                )
+            )
         rows = (
             select(*model.__table__.columns, Instance.name.label("instance_name"))
             .join(Instance, Instance.id == model.instance_id)

@@ -17,6 +17,7 @@ from dbsize.aggregation.models import DatabaseSizeAggregation, InstanceSizeAggre
 from dbsize.aggregation.schemas import PeriodType
 from dbsize.instances.models import Instance
 from dbsize.statistics.bound import below_complete_bound, complete_before, like_escaped
+from dbsize.statistics.named_periods import named_periods
 from dbsize.statistics.rendered import one_page, rendered
 from dbsize.statistics.schemas import (
     DatabaseStatistics,
@@ -87,12 +88,17 @@ def key_conditions(
 
 
 def period_window(model: type[DB] | type[INST], flt: StatisticsFilter) -> list[ColumnElement[bool]]:
-    """The filter's period type and ``start``/``end`` window."""
+    """The filter's period type and ``start``/``end`` window; the periods named when it reads
+    a few instances' or one database's rows (``statistics.named_periods``)."""
     conditions: list[ColumnElement[bool]] = [model.period_type == flt.period_type.value]
     if flt.start is not None:
         conditions.append(model.period_start >= flt.start)
     if flt.end is not None:
         conditions.append(model.period_start <= flt.end)
+    if model is DB and (flt.instance_ids or flt.database_name is not None):
+        start = None if flt.start is None else literal(flt.start, Date)
+        end = None if flt.end is None else literal(flt.end, Date)
+        conditions.append(named_periods(flt.period_type, start, end))
     return conditions
 
 

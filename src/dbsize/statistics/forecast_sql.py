@@ -5,7 +5,9 @@ in closed form (``scored_sql``, the SQL mirror of ``forecast.classify``) and the
 
 from __future__ import annotations
 
+from dbsize.aggregation.schemas import PeriodType
 from dbsize.statistics.forecast import MIN_POINTS
+from dbsize.statistics.named_periods import named_periods_sql
 from dbsize.statistics.schemas import StatisticsLevel
 
 # Key columns, the tables, and the capacity each level falls back to without an explicit
@@ -51,10 +53,23 @@ def fits_sql(level: StatisticsLevel, *, filter_ids: bool) -> str:
     """
     spec = LEVELS[level]
     ids = "AND instance_id = ANY(CAST(:instance_ids AS integer[]))" if filter_ids else ""
-    # A few instances are ranges of the primary key (instance_id, period_type, ...), which
-    # needs the period type to be one.
     daily = "AND period_type = 'daily' " + ids if filter_ids else ""
     quarterly = "AND period_type = 'quarterly' " + ids if filter_ids else ""
+    if filter_ids and level is StatisticsLevel.database:
+        # A few instances' rows: their periods named (the primary key leads with the period,
+        # statistics.named_periods), each period one descent of the key to those instances.
+        table = spec["table"]
+        days = named_periods_sql(
+            f"{table}_daily",
+            PeriodType.daily,
+            "CAST(:today AS date) - CAST(:window_days AS integer) + 1",
+            "CAST(:today AS date)",
+        )
+        quarters = named_periods_sql(
+            f"{table}_quarterly", PeriodType.quarterly, "'-infinity'", "'infinity'"
+        )
+        daily = f"AND period_type = 'daily' AND {days} {ids}"
+        quarterly = f"AND period_type = 'quarterly' AND {quarters} {ids}"
     return f"""
         WITH win AS (
             SELECT {spec["keys"]},

@@ -20,6 +20,7 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
+    or_,
     select,
     table,
 )
@@ -35,6 +36,7 @@ from dbsize.statistics.bound import (
     INSTANCE_FILTERS,
     bound_conditions,
     filter_values,
+    period_type_is,
     series,
     statement,
     window_params,
@@ -54,6 +56,7 @@ from dbsize.statistics.filters import (
     rendered_page,
 )
 from dbsize.statistics.latest import kept_first_page, kept_rows, kept_scope
+from dbsize.statistics.named_periods import named_periods
 from dbsize.statistics.rendered import page_literal, rendered
 from dbsize.statistics.schemas import (
     DatabaseStatistics,
@@ -284,15 +287,21 @@ class StatisticsRepository:
         return await self._rows(query)
 
     async def database_known(self, instance_id: int, database_name: str) -> bool:
-        query = statement(
-            ("database_known",),
-            lambda: select(
+        def build() -> Executable:
+            # One EXISTS per period type, each over its named periods (the primary key leads
+            # with the period: statistics.named_periods), pruned to its partition.
+            known = [
                 exists().where(
+                    period_type_is(DB.period_type, period_type.value),
+                    named_periods(period_type, None, None),
                     DB.instance_id == bindparam("instance_id"),
                     DB.database_name == bindparam("database_name"),
                 )
-            ),
-        )
+                for period_type in PeriodType
+            ]
+            return select(or_(*known))
+
+        query = statement(("database_known",), build)
         params = {"instance_id": instance_id, "database_name": database_name}
         return bool(await self._scalar(query, params))
 

@@ -12,7 +12,7 @@ Which statement runs is planned by ``aggregation.writes`` (pure), and executed b
 """
 
 from dbsize.aggregation.sql.appends import complete_ended, database_appends, instance_appends
-from dbsize.aggregation.sql.common import KEY_MAX_DAYS
+from dbsize.aggregation.sql.common import KEY_MAX_DAYS, named_starts
 from dbsize.aggregation.sql.target_writes import database_targets, instance_targets
 from dbsize.aggregation.sql.targets import TARGET_ARRAYS, incremental_targets
 from dbsize.aggregation.sql.window import (
@@ -35,4 +35,5 @@ __all__ = [
     "instance_opening",
     "instance_targets",
     "instance_window",
+    "named_starts",
 ]

@@ -111,6 +111,25 @@ TARGET_RANGE = (
     "AND t.instance_id = ANY(:ids) AND t.period_start BETWEEN :write_start AND :write_end"
 )
 
+# One step of each period type: aligned period starts are this far apart.
+PERIOD_STEPS: dict[PeriodType, str] = {
+    PeriodType.daily: "1 day",
+    PeriodType.weekly: "7 days",
+    PeriodType.monthly: "1 month",
+    PeriodType.quarterly: "3 months",
+}
+
+
+def named_starts(period_type: PeriodType, first: str, last: str) -> str:
+    """SQL: an array of every period start of ``period_type`` from ``first`` (an aligned
+    start) to ``last``, one step apart. The database level's primary key leads with the period
+    (migration 0021): a few instances' rows over many periods are read by naming the periods,
+    ``period_start = ANY(…)``, one descent each, instead of a range over every instance's rows
+    of those periods (``statistics.named_periods``, decision 0010, "Ninth session")."""
+    return f"""ARRAY(SELECT d::date FROM generate_series(
+            CAST({first} AS timestamp), CAST({last} AS timestamp),
+            interval '{PERIOD_STEPS[period_type]}') AS d)"""
+
 
 DB_STATS = (
     "sample_count, avg_size_mb, max_size_mb, min_size_mb, first_size_mb, last_size_mb, "
@@ -173,11 +192,15 @@ def write_source(
         f"t.{k} = '{period_type}'" if k == "period_type" else f"t.{k} = s.{k}" for k in key
     )
     updates = ", ".join(f"{c} = s.{c}" for c in columns.split(", "))
+    named = ""
+    if "database_name" in key:
+        starts = named_starts(PeriodType(period_type), ":write_start", ":write_end")
+        named = f"AND t.period_start = ANY({starts})"
     return f"""
     MERGE INTO {table} AS t
     USING src AS s
     ON {match}
-       {TARGET_RANGE}
+       {TARGET_RANGE} {named}
     WHEN MATCHED AND (t.{columns.replace(", ", ", t.")}) IS DISTINCT FROM ({source_columns}) THEN
         UPDATE SET {updates}, computed_at = now(), job_id = :job_id
     WHEN NOT MATCHED THEN
