@@ -100,3 +100,32 @@ async def test_a_run_that_writes_nothing_keeps_the_version(
     assert all(r.database_rows == r.instance_rows == 0 for r in results)
     async with sessionmaker() as session:
         assert [await _version(session, p) for p in PeriodType] == before
+
+
+async def test_the_refresh_states_nightly_rewrites_are_hot(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Migration 0022: with half of each page free, the refresh state's rows (one per instance
+    and period type, every one rewritten by each night's period transactions) are rewritten in
+    place. 400 instances fill several pages: packed full, no rewrite found room (non-HOT)."""
+    ids = list(range(1, 401))
+    async with sessionmaker() as session, session.begin():
+        await create_instances(session, ids)
+        await write_samples(session, _day(MONDAY, 100))
+    await run_incremental(sessionmaker, ids, today=MONDAY + timedelta(days=1))
+    tuesday = MONDAY + timedelta(days=1)
+    async with sessionmaker() as session, session.begin():
+        await write_samples(session, _day(tuesday, 120))
+        scope = await prepare_incremental(session)
+    tables = {"refresh": "aggregation_refresh_state"}
+    for period_type in PeriodType:
+        async with sessionmaker() as session, session.begin():
+            counted = await _updates(session, tables)
+            result = await aggregate_period(
+                session, period_type, scope, ids, job_id=None, today=tuesday
+            )
+            assert result.succeeded, result.error
+            after = await _updates(session, tables)
+            updated = after["refresh"][0] - counted["refresh"][0]
+            hot = after["refresh"][1] - counted["refresh"][1]
+            assert (updated, hot) == (len(ids), len(ids)), period_type

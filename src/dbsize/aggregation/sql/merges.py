@@ -107,7 +107,7 @@ def db_merge(
     # ``ordered``: the source is small (incremental targets), so it is sorted into primary-key
     # order, in which its new rows are inserted (the MERGE probes its target with the source
     # as the outer side).
-    order = key_order("c") if ordered else ""
+    order = key_order("c", database=True) if ordered else ""
     tail = write_source(
         "database_size_aggregations",
         DB_KEY,
@@ -149,7 +149,7 @@ def instance_merge(
     """``source_ctes`` defines ``computed``: instance_id, period_start, n (days), sum_size,
     min_size, max_size (of daily totals), sum_dbs, min_dbs, max_dbs, first_date, last_date,
     avg_size and prev_avg."""
-    order = key_order("c") if ordered else ""
+    order = key_order("c", database=False) if ordered else ""
     tail = write_source(
         "instance_size_aggregations",
         INSTANCE_KEY,
