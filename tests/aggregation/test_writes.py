@@ -93,6 +93,13 @@ def targets_and_today(draw: st.DrawFn) -> tuple[Targets, date]:
 Rule = Callable[[Targets, Level], bool]
 TABLE: list[tuple[str, Rule, WriteKind | None]] = [
     ("nothing to read", lambda t, _: t.read is None, None),
+    (
+        "a new day's instance totals",
+        lambda t, level: (
+            level is Level.instance and t.single_day_read is not None and t.reads_unstored
+        ),
+        WriteKind.opening,
+    ),
     ("a new day", lambda t, _: t.single_day_read is not None, WriteKind.window),
     (
         "a new period's first day",
@@ -213,19 +220,26 @@ class TestPlanTargets:
             unstored=True,
             reads_unstored=True,
         )
-        expected = []
-        for level in Level:
-            expected += [
-                Write(
-                    WriteKind.window,
-                    level,
-                    PeriodType.daily,
-                    instance_ids=(1, 2),
-                    read=DateWindow(day - timedelta(1), day),
-                    write_start=day,
-                    into_empty=True,
-                ),
-            ]
+        expected = [
+            Write(
+                WriteKind.window,
+                Level.database,
+                PeriodType.daily,
+                instance_ids=(1, 2),
+                read=DateWindow(day - timedelta(1), day),
+                write_start=day,
+                into_empty=True,
+            ),
+            # The instances' totals of the day, their change against the stored day before.
+            Write(
+                WriteKind.opening,
+                Level.instance,
+                PeriodType.daily,
+                instance_ids=(1, 2),
+                read=DateWindow(day, day),
+                write_start=day,
+            ),
+        ]
         # The day has ended by the next morning, but the window wrote every row of it.
         assert plan_targets(targets, day + timedelta(1)) == tuple(expected)
         # A target that reads nothing and has ended (a day left open by a same-day run): its
@@ -246,7 +260,9 @@ class TestPlanTargets:
         assert [w.kind for w in plan_targets(same_day, day + timedelta(1))] == [
             WriteKind.window,
             WriteKind.complete_ended,
-        ] * 2
+            WriteKind.opening,
+            WriteKind.complete_ended,
+        ]
 
     def test_a_month_end_appends_complete_the_database_rows_it_did_not_append_to(self) -> None:
         day = date(2026, 6, 30)

@@ -9,7 +9,8 @@ per level (database first, then instance):
 - no target: nothing;
 - no target reads samples (a night without new samples): ``complete_ended`` if a period ended;
 - daily, every reading target reads the same day (``Targets.single_day_read``): ``window`` over
-  that day and the one before;
+  that day and the one before; at the instance level, when nothing of that day is stored,
+  ``opening`` instead (the day's totals, their change against the stored day before);
 - a week, month or quarter with nothing stored that reads one day (``Targets.opening_day``):
   ``opening``;
 - every target merged, reading one day, none following another (``Targets.appends``):
@@ -162,7 +163,8 @@ class WriteKind(StrEnum):
     window = "window"
     """The window statement (``sql.database_window`` / ``instance_window``)."""
     opening = "opening"
-    """A new week, month or quarter's one day (``sql.database_opening`` / ``instance_opening``)."""
+    """A new week, month or quarter's one day (``sql.database_opening`` / ``instance_opening``);
+    a new day's instance rows (``sql.instance_opening``)."""
     appends = "appends"
     """One day appended to the stored rows (``sql.database_appends`` / ``instance_appends``)."""
     targets = "targets"
@@ -296,6 +298,20 @@ def _plan_level(targets: Targets, level: Level, some: Ended) -> tuple[Write, ...
         return ended
     reading = tuple(targets.reading_instances)
     if (read := targets.single_day_read) is not None:
+        if level is Level.instance and targets.reads_unstored:
+            # Each instance's new day is its one day's total; its change is against the stored
+            # row of the day before (current: a pending change to that day would make it a
+            # reading target), not the day's samples summed again (at 100,000 databases
+            # 97-137 ms against 185-307 ms).
+            day = Write(
+                WriteKind.opening,
+                level,
+                period_type,
+                instance_ids=reading,
+                read=DateWindow(read.end, read.end),
+                write_start=read.end,
+            )
+            return (day, *ended)
         window = Write(
             WriteKind.window,
             level,
