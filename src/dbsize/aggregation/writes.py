@@ -303,7 +303,7 @@ def _plan_level(targets: Targets, level: Level, some: Ended) -> tuple[Write, ...
             # row of the day before (current: a pending change to that day would make it a
             # reading target), not the day's samples summed again (at 100,000 databases
             # 97-137 ms against 185-307 ms).
-            day = Write(
+            totals = Write(
                 WriteKind.opening,
                 level,
                 period_type,
@@ -311,7 +311,7 @@ def _plan_level(targets: Targets, level: Level, some: Ended) -> tuple[Write, ...
                 read=DateWindow(read.end, read.end),
                 write_start=read.end,
             )
-            return (day, *ended)
+            return (totals, *ended)
         window = Write(
             WriteKind.window,
             level,
