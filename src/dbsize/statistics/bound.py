@@ -168,20 +168,8 @@ def bound_conditions(
     }
     names_column = DB.database_name if model is DB else None
     keys = [name for name in names if name not in conditions]
-    named: list[ColumnElement[bool]] = []
-    if model is DB and ("instance_ids" in names or "database_name" in names):
-        # A few instances' rows: their periods named (statistics.named_periods).
-        named.append(
-            named_periods(
-                PeriodType(period_type),
-                bindparam("start") if "start" in names else None,
-                bindparam("end") if "end" in names else None,
-            )
-        )
-    return (
-        [conditions[name] for name in names if name in conditions]
-        + named
-        + bound_key_conditions(model.instance_id, names_column, keys)
+    return [conditions[name] for name in names if name in conditions] + bound_key_conditions(
+        model.instance_id, names_column, keys
     )
 
 

@@ -17,14 +17,25 @@ the list may be longer than needed, never shorter.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, DateTime, any_, cast, func, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    DateTime,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from dbsize.aggregation.models import DatabaseSizeAggregation
 from dbsize.aggregation.schemas import PeriodType
-from dbsize.aggregation.sql.common import PERIOD_STEPS, named_starts
+from dbsize.aggregation.sql.common import Calendar, named_starts
 
 DB = DatabaseSizeAggregation
 
@@ -45,13 +56,29 @@ def named_periods(
     starts = func.generate_series(
         cast(first.scalar_subquery(), DateTime),
         cast(last.scalar_subquery(), DateTime),
-        literal_column(f"interval '{PERIOD_STEPS[period_type]}'"),
+        literal_column(f"interval '{Calendar(period_type).step}'"),
     ).alias("named_start")
     named = cast(literal_column("named_start"), Date)
     names = select(func.array_agg(named)).select_from(starts).scalar_subquery()
     # Cast: "= ANY (SELECT …)" would compare with each row of the subquery, not the array.
     condition: ColumnElement[bool] = DB.period_start == any_(cast(names, ARRAY(Date)))
     return condition
+
+
+# The filters (by their names in ``bound.filter_values``) that make a read one of a few
+# instances' or one database's rows.
+SELECTIVE_FILTERS = frozenset({"instance_ids", "database_name"})
+
+
+def bound_named_periods(period_type: PeriodType, names: Sequence[str]) -> list[ColumnElement[bool]]:
+    """For a statement built once per shape (``statistics.bound``) that reads a range of
+    periods: :func:`named_periods` with the window's ``:start``/``:end`` bound, when the
+    filter's ``names`` make it a read of a few instances' or one database's rows."""
+    if SELECTIVE_FILTERS.isdisjoint(names):
+        return []
+    start: Any = bindparam("start") if "start" in names else None
+    end: Any = bindparam("end") if "end" in names else None
+    return [named_periods(period_type, start, end)]
 
 
 def named_periods_sql(table: str, period_type: PeriodType, start: str, end: str) -> str:

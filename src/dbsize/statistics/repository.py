@@ -56,7 +56,7 @@ from dbsize.statistics.filters import (
     rendered_page,
 )
 from dbsize.statistics.latest import kept_first_page, kept_rows, kept_scope
-from dbsize.statistics.named_periods import named_periods
+from dbsize.statistics.named_periods import bound_named_periods, named_periods
 from dbsize.statistics.rendered import page_literal, rendered
 from dbsize.statistics.schemas import (
     DatabaseStatistics,
@@ -160,6 +160,8 @@ class StatisticsRepository:
             nullable = sort not in NOT_NULL_SORTS
             order_by = ordering(sort_col, key_columns(model), order, nullable=nullable)
             conditions = bound_conditions(model, names, flt.period_type.value)
+            if model is DB:  # a range of periods: name them for a few instances' rows
+                conditions += bound_named_periods(flt.period_type, names)
             if INSTANCE_FILTERS.isdisjoint(names):
                 # The page first, then its rows' instance names, hash-joined: joined before
                 # the limit, each row read looked its name up (a 500-row page: 0.95-1.30 ->

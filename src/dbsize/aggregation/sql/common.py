@@ -111,14 +111,6 @@ TARGET_RANGE = (
     "AND t.instance_id = ANY(:ids) AND t.period_start BETWEEN :write_start AND :write_end"
 )
 
-# One step of each period type: aligned period starts are this far apart.
-PERIOD_STEPS: dict[PeriodType, str] = {
-    PeriodType.daily: "1 day",
-    PeriodType.weekly: "7 days",
-    PeriodType.monthly: "1 month",
-    PeriodType.quarterly: "3 months",
-}
-
 
 def named_starts(period_type: PeriodType, first: str, last: str) -> str:
     """SQL: an array of every period start of ``period_type`` from ``first`` (an aligned
@@ -128,7 +120,7 @@ def named_starts(period_type: PeriodType, first: str, last: str) -> str:
     of those periods (``statistics.named_periods``, decision 0010, "Ninth session")."""
     return f"""ARRAY(SELECT d::date FROM generate_series(
             CAST({first} AS timestamp), CAST({last} AS timestamp),
-            interval '{PERIOD_STEPS[period_type]}') AS d)"""
+            interval '{Calendar(period_type).step}') AS d)"""
 
 
 DB_STATS = (
